@@ -1,0 +1,42 @@
+"""Celery configuration, loaded lazily by the app (``app.config_from_object``) from the settings.
+
+At-least-once work: a message is acknowledged only after its task ran (late acks), goes back to the queue
+when the worker process running it dies, and each worker reserves one message per execution slot.
+Postgres, not Redis, holds the truth, so the sweep finds any work whose message was lost.
+"""
+
+from config.settings import get_settings
+from orderrelay.constants import QUEUE_ORDERS, TASK_PLACE, TASK_SUBMIT, TASK_SWEEP
+
+_settings = get_settings()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {"visibility_timeout": _settings.visibility_timeout}
+
+task_serializer = "json"
+accept_content = ["json"]
+result_serializer = "json"
+task_ignore_result = True  # outcomes live in Postgres
+result_backend = None
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+worker_prefetch_multiplier = 1
+
+worker_send_task_events = True  # Flower sees every task
+task_send_sent_event = True
+
+task_default_queue = QUEUE_ORDERS
+task_routes = {name: {"queue": QUEUE_ORDERS} for name in (TASK_SUBMIT, TASK_PLACE, TASK_SWEEP)}
+
+beat_schedule = {
+    "sweep-due-orders": {
+        "task": TASK_SWEEP,
+        "schedule": _settings.sweep_interval,
+        "options": {"expires": 60},
+    },
+}
+timezone = "UTC"
+enable_utc = True

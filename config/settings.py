@@ -1,0 +1,147 @@
+"""Settings, read once from the environment into a frozen object.
+
+Every variable is read here and nowhere else. A missing or malformed variable is reported by name, all of them
+at once, when the settings are first loaded (that is, at start-up of any orderrelay process).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import psycopg
+from cryptography.fernet import Fernet
+from environs import Env, EnvValidationError
+from marshmallow import ValidationError
+from marshmallow.validate import OneOf, Range
+
+from orderrelay.constants import PROVIDER_IDS
+from orderrelay.errors import ConfigError
+
+PREFIX = "ORDERRELAY_"
+
+# Per provider: its default base URL and the names of the credentials it needs (ORDERRELAY_<ID>_<NAME>).
+PROVIDER_VARIABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "extend": ("https://api-demo.helloextend.com", ("CLIENT_ID", "CLIENT_SECRET")),
+}
+BROKER_SCHEMES = {"redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"}
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Where one provider lives and how we authenticate to it."""
+
+    base_url: str
+    credentials: dict[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything orderrelay reads from the environment."""
+
+    broker_url: str = field(repr=False)
+    database_url: str = field(repr=False)
+    fernet_keys: tuple[str, ...] = field(repr=False)
+    providers: dict[str, ProviderSettings]
+    db_pool_size: int = 8
+    http_connect_timeout: float = 5.0
+    http_read_timeout: float = 30.0
+    http_max_connections: int = 256
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    countdown_horizon: float = 300.0
+    lease_seconds: float = 120.0
+    sweep_interval: float = 15.0
+    visibility_timeout: float = 3600.0
+    log_level: str = "INFO"
+
+
+def _broker_url(value: str) -> None:
+    if urlsplit(value).scheme not in BROKER_SCHEMES:
+        raise ValidationError(f"Not a broker URL; the scheme must be one of {sorted(BROKER_SCHEMES)}.")
+
+
+def _database_url(value: str) -> None:
+    try:
+        psycopg.conninfo.conninfo_to_dict(value)
+    except psycopg.ProgrammingError as exc:
+        raise ValidationError(f"Not a PostgreSQL connection string: {exc}") from None
+
+
+def _fernet_keys(values: list[str]) -> None:
+    if not values:
+        raise ValidationError("At least one Fernet key is needed.")
+    for number, key in enumerate(values, 1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ValidationError(f"Key {number} is not a Fernet key (32 url-safe base64-encoded bytes).") from None
+
+
+def load_settings() -> Settings:
+    """Read and check every variable; raise ConfigError naming all the bad ones."""
+    env = Env(eager=False, expand_vars=False)
+    with env.prefixed(PREFIX):
+        enabled = env.list("PROVIDERS", list(PROVIDER_VARIABLES), validate=_known_providers)
+        values = dict(
+            broker_url=env.str("BROKER_URL", validate=_broker_url),
+            database_url=env.str("DATABASE_URL", validate=_database_url),
+            fernet_keys=env.list("FERNET_KEYS", validate=_fernet_keys),
+            db_pool_size=env.int("DB_POOL_SIZE", 8, validate=Range(min=1, max=200)),
+            http_connect_timeout=env.float("HTTP_CONNECT_TIMEOUT", 5.0, validate=Range(min=0.1, max=120)),
+            http_read_timeout=env.float("HTTP_READ_TIMEOUT", 30.0, validate=Range(min=0.1, max=600)),
+            http_max_connections=env.int("HTTP_MAX_CONNECTIONS", 256, validate=Range(min=1, max=10_000)),
+            max_attempts=env.int("MAX_ATTEMPTS", 5, validate=Range(min=1, max=100)),
+            backoff_base=env.float("BACKOFF_BASE", 1.0, validate=Range(min=0)),
+            backoff_max=env.float("BACKOFF_MAX", 300.0, validate=Range(min=0)),
+            countdown_horizon=env.float("COUNTDOWN_HORIZON", 300.0, validate=Range(min=0)),
+            lease_seconds=env.float("LEASE_SECONDS", 120.0, validate=Range(min=1)),
+            sweep_interval=env.float("SWEEP_INTERVAL", 15.0, validate=Range(min=0.5)),
+            visibility_timeout=env.float("VISIBILITY_TIMEOUT", 3600.0, validate=Range(min=60)),
+            log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
+        )
+        providers = {}
+        for provider in enabled or ():
+            if provider not in PROVIDER_VARIABLES:
+                continue
+            default_url, secret_names = PROVIDER_VARIABLES[provider]
+            upper = provider.upper()
+            providers[provider] = ProviderSettings(
+                base_url=env.str(f"{upper}_BASE_URL", default_url, validate=_http_url),
+                credentials={name.lower(): env.str(f"{upper}_{name}") for name in secret_names},
+            )
+    try:
+        env.seal()
+    except EnvValidationError as exc:
+        lines = [f"  {name}: {' '.join(msgs)}" for name, msgs in sorted(exc.error_messages.items())]
+        raise ConfigError("orderrelay cannot start; fix these environment variables:\n" + "\n".join(lines)) from None
+    if values["countdown_horizon"] >= values["visibility_timeout"]:
+        raise ConfigError(
+            "orderrelay cannot start; fix these environment variables:\n"
+            f"  {PREFIX}COUNTDOWN_HORIZON: must be below {PREFIX}VISIBILITY_TIMEOUT, "
+            "or Redis redelivers countdown tasks early."
+        )
+    return Settings(providers=providers, fernet_keys=tuple(values.pop("fernet_keys")), **values)
+
+
+def _known_providers(values: list[str]) -> None:
+    unknown = [v for v in values if v not in PROVIDER_IDS]
+    if unknown:
+        raise ValidationError(f"Unknown provider ids {unknown}; known: {list(PROVIDER_IDS)}.")
+    missing = [v for v in values if v not in PROVIDER_VARIABLES]
+    if missing:
+        raise ValidationError(f"Not implemented yet: {missing}.")
+
+
+def _http_url(value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValidationError("Not an http(s) URL.")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use and never again."""
+    return load_settings()

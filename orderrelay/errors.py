@@ -1,0 +1,84 @@
+"""The one error tree. Foreign exceptions (aiohttp, psycopg) are translated at the boundary with ``raise ... from``.
+
+The provider errors say by their class what the pipeline does next:
+``RetryableError`` -> try again later (with the same idempotency key),
+``PermanentError`` -> fail the order now,
+``InDoubtError``   -> the request went out and no answer came back: reconcile, resend with the same key, or park.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrderRelayError(Exception):
+    """Base of every error orderrelay raises on purpose."""
+
+
+class ConfigError(OrderRelayError):
+    """The environment is missing variables or holds malformed ones; the message names each of them."""
+
+
+class JobInvalid(OrderRelayError):
+    """A job failed validation; ``errors`` maps field paths to marshmallow's messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("invalid job: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class OrderNotFound(OrderRelayError):
+    """No order has the id or key asked for."""
+
+
+class ProviderError(OrderRelayError):
+    """A provider call did not place the order. Subclasses say what to do next."""
+
+    outcome = "permanent"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        details: Any = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.details = details
+
+    def as_record(self) -> dict[str, Any]:
+        """The error as stored on the order and the attempt (callers redact card data before raising)."""
+        record = {"kind": self.outcome, "message": self.message}
+        for name in ("status", "code", "retry_after", "details"):
+            value = getattr(self, name)
+            if value is not None:
+                record[name] = value
+        return record
+
+
+class RetryableError(ProviderError):
+    """Nothing was created: a 5xx, a 429, a refused connection or a timeout before the request went out."""
+
+    outcome = "retryable"
+
+
+class PermanentError(ProviderError):
+    """The provider refused the order (a 4xx other than 429); sending it again would change nothing."""
+
+    outcome = "permanent"
+
+
+class InDoubtError(ProviderError):
+    """The request went out and no answer came back: the provider may or may not have made the order."""
+
+    outcome = "in_doubt"
+
+
+class AuthError(PermanentError):
+    """The provider refused our credentials, even after getting a fresh token."""

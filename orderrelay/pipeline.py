@@ -1,0 +1,240 @@
+"""The order pipeline as plain functions: intake (validate, record), place (claim, call, record), sweep.
+
+Tasks call these with the process's runtime (database pool, HTTP session, event loop) and publish the
+follow-up messages these functions ask for. Nothing here talks to the broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import providers
+from config.settings import Settings
+from orderrelay.constants import PROVIDER_IDS, Outcome, Status
+from orderrelay.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
+from providers import http as provider_http
+from providers.base import Placed
+from schemas.envelope import Job, stored_job, validate_job
+from store import orders as store
+
+log = logging.getLogger("orderrelay.pipeline")
+
+
+class Runtime(Protocol):
+    """What the pipeline needs from its process: settings, a database pool, an HTTP client, an event loop."""
+
+    settings: Settings
+    db: Any
+    http: provider_http.Http
+
+    def run(self, coro: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Next:
+    """What should happen to an order now: place it here, send a delayed message, or nothing."""
+
+    order_id: uuid.UUID
+    status: str
+    place_now: bool = False
+    countdown: float | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def request_hash(provider: Any, order: Any) -> str:
+    """A stable hash of what was asked, so a reused key with another body can be told apart."""
+    text = json.dumps({"provider": provider, "order": order}, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _schedule(rt: Runtime, order_id: uuid.UUID, status: str, due_at: datetime | None) -> Next:
+    if status not in (Status.WAITING, Status.QUEUED, Status.RETRYING) or due_at is None:
+        return Next(order_id, status)
+    delay = (due_at - _now()).total_seconds()
+    if delay <= 0 and status == Status.QUEUED:
+        return Next(order_id, status, place_now=True)
+    if delay <= rt.settings.countdown_horizon:
+        return Next(order_id, status, countdown=max(0.0, delay))
+    return Next(order_id, status)  # a long wait: the sweep sends it when it is due
+
+
+def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
+    """Validate a job and record it as an order (or a rejected one). A repeated key or message adds no row."""
+    now = _now()
+    try:
+        valid: Job = validate_job(job, enabled=frozenset(rt.settings.providers), now=now)
+    except JobInvalid as exc:
+        return _reject(rt, job, exc, message_id)
+    waits = valid.due_at > now
+    status = Status.WAITING if waits else Status.QUEUED
+    in_horizon = (valid.due_at - now).total_seconds() <= rt.settings.countdown_horizon
+    with rt.db.connection() as conn:
+        row = store.insert_order(
+            conn,
+            provider=valid.provider,
+            status=status,
+            request=valid.order,
+            request_hash=request_hash(valid.provider, valid.order),
+            idempotency_key=valid.idempotency_key,
+            message_id=message_id,
+            due_at=valid.due_at,
+            expected_at=valid.due_at if in_horizon else None,
+            reason=f"received; due {valid.due_at.isoformat()}" if waits else "received",
+        )
+    if not row["created"]:
+        log.info("order %s: job seen before (key or message repeated); no new order", row["id"])
+        if row["status"] not in (Status.QUEUED,):
+            return Next(row["id"], row["status"])
+        return Next(row["id"], row["status"], place_now=True)
+    log.info("order %s provider=%s status=%s due_at=%s", row["id"], valid.provider, status, valid.due_at)
+    return _schedule(rt, row["id"], status, valid.due_at)
+
+
+def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> Next:
+    raw = job if isinstance(job, dict) else {}
+    provider = raw.get("provider") if raw.get("provider") in PROVIDER_IDS else None
+    key = raw.get("idempotency_key") if "idempotency_key" not in exc.errors else None
+    kept = stored_job(job)
+    with rt.db.connection() as conn:
+        row = store.insert_order(
+            conn,
+            provider=provider,
+            status=Status.REJECTED,
+            request=kept,
+            request_hash=request_hash(provider, kept),
+            idempotency_key=key if isinstance(key, str) else None,
+            message_id=message_id,
+            due_at=None,
+            expected_at=None,
+            reason="rejected: " + "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in exc.errors.items())[:2000],
+            errors=exc.errors,
+        )
+    log.info("order %s rejected: %d field error(s)", row["id"], len(exc.errors))
+    return Next(row["id"], row["status"])
+
+
+def backoff(settings: Settings, attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, never shorter than the provider's Retry-After."""
+    ceiling = min(settings.backoff_max, settings.backoff_base * 2 ** max(0, attempt - 1))
+    return max(random.uniform(0, ceiling), retry_after or 0.0)
+
+
+def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") -> Next:
+    """Claim a due order, make one provider attempt, and record its outcome. A second delivery does nothing."""
+    order_id = uuid.UUID(str(order_id))
+    settings = rt.settings
+    with rt.db.connection() as conn:
+        claim = store.claim(conn, order_id, lease=settings.lease_seconds, reason=reason)
+    if claim is None:
+        log.debug("order %s: not claimable now (not due, already taken or done)", order_id)
+        return Next(order_id, "unclaimed")
+    provider = providers.get(claim["provider"])
+    cfg = settings.providers[provider.ID]
+    key = str(claim["provider_key"])
+    attempt = claim["attempt_count"]
+    started = time.perf_counter()
+    placed: Placed | None = None
+    error: ProviderError | None = None
+    try:
+        if claim["previous_outcome"] == Outcome.IN_DOUBT:
+            placed = rt.run(provider_http.lookup(provider, rt.http, cfg, claim["request"]))
+        if placed is None:
+            placed = rt.run(provider_http.place(provider, rt.http, cfg, claim["request"], key))
+    except ProviderError as exc:
+        error = exc
+    except Exception as exc:  # a bug of ours mid-call: we cannot know whether the request went out
+        log.exception("order %s: unexpected error during attempt %d", order_id, attempt)
+        error = InDoubtError(f"internal error during the call: {type(exc).__name__}")
+    latency_ms = (time.perf_counter() - started) * 1000
+    to_status, why, due_at = _decide(settings, provider, attempt, placed, error)
+    in_horizon = due_at is not None and (due_at - _now()).total_seconds() <= settings.countdown_horizon
+    with rt.db.connection() as conn:
+        kept = store.finish_attempt(
+            conn,
+            order_id=order_id,
+            claim_token=claim["claim_token"],
+            attempt_id=claim["attempt_id"],
+            outcome=Outcome.PLACED if placed else error.outcome,
+            to_status=to_status,
+            reason=why,
+            http_status=placed.http_status if placed else error.status,
+            latency_ms=latency_ms,
+            error=None if placed else error.as_record(),
+            provider_ref=placed.ref if placed else None,
+            provider_status=placed.status if placed else None,
+            response=placed.response if placed else None,
+            due_at=due_at,
+            expected_at=due_at if in_horizon else None,
+        )
+    if not kept:
+        log.warning("order %s: claim lost before attempt %d finished; outcome not recorded", order_id, attempt)
+        return Next(order_id, "unclaimed")
+    log.info(
+        "order %s provider=%s attempt=%d outcome=%s status=%s latency_ms=%.0f %s",
+        order_id,
+        provider.ID,
+        attempt,
+        Outcome.PLACED if placed else error.outcome,
+        to_status,
+        latency_ms,
+        why,
+    )
+    return _schedule(rt, order_id, to_status, due_at)
+
+
+def _decide(
+    settings: Settings, provider: Any, attempt: int, placed: Placed | None, error: ProviderError | None
+) -> tuple[str, str, datetime | None]:
+    """The order's next status, the event's reason, and when it is due again."""
+    if placed is not None:
+        return Status.PLACED, f"placed: {provider.ID} reference {placed.ref} ({placed.status})", None
+    assert error is not None
+    detail = f"{error.outcome}: {error.message}" + (f" (HTTP {error.status})" if error.status else "")
+    if isinstance(error, PermanentError):
+        return Status.FAILED, f"failed: {detail}", None
+    resend_safe = isinstance(error, RetryableError) or provider.IDEMPOTENT or provider.LOOKUP
+    if isinstance(error, InDoubtError) and not resend_safe:
+        return Status.IN_DOUBT, f"in doubt: {detail}; an operator must check with {provider.ID}", None
+    if attempt >= settings.max_attempts:
+        return Status.FAILED, f"failed after {attempt} attempts: {detail}", None
+    delay = backoff(settings, attempt, error.retry_after)
+    return Status.RETRYING, f"retry in {delay:.1f}s: {detail}", _now() + timedelta(seconds=delay)
+
+
+def sweep(rt: Runtime) -> list[uuid.UUID]:
+    """Recover lost work: claims whose worker died, and due orders whose message never came. Returns ids to send."""
+    settings = rt.settings
+    grace = max(60.0, 4 * settings.sweep_interval)
+    with rt.db.connection() as conn:
+        for row in store.expired_leases(conn):
+            provider = providers.get(row["provider"])
+            store.abandon_attempts(conn, row["id"])
+            if provider.IDEMPOTENT or provider.LOOKUP:
+                store.transition(
+                    conn,
+                    row["id"],
+                    from_statuses=(Status.PLACING,),
+                    to_status=Status.QUEUED,
+                    reason="lease expired (worker lost); placing again with the same key",
+                    due_at=_now(),
+                )
+            else:
+                store.transition(
+                    conn,
+                    row["id"],
+                    from_statuses=(Status.PLACING,),
+                    to_status=Status.IN_DOUBT,
+                    reason=f"lease expired (worker lost) mid-call; an operator must check with {provider.ID}",
+                )
+        return store.sweep_due(conn, grace=grace)

@@ -1,0 +1,156 @@
+"""Start orderrelay's processes as real child processes (the sandbox, a Celery worker, beat) and wait for them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from orderrelay.constants import QUEUE_ORDERS
+
+
+class Process:
+    """A child process with its log file; stopped with SIGTERM, then killed if it will not go."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_path: Path):
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.popen = subprocess.Popen(
+            argv, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.alive():
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._log.close()
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        """Wait until the log shows ``text``; raise with the log's tail if the process dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            if not self.alive():
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not become ready ({text!r}); its log ends:\n{self.log()[-3000:]}")
+
+
+def sandbox(env: Mapping[str, str], port: int, log_dir: Path) -> Process:
+    proc = Process(
+        "sandbox",
+        [sys.executable, "-m", "orderrelay.cli", "sandbox", "--port", str(port)],
+        env,
+        log_dir / "sandbox.log",
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sandbox/health", timeout=1):
+                return proc
+        except OSError:
+            if not proc.alive():
+                break
+            time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"the sandbox did not start; its log ends:\n{proc.log()[-3000:]}")
+
+
+def worker(
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    name: str = "worker",
+    concurrency: int = 64,
+    pool: str = "threads",
+) -> Process:
+    proc = Process(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool",
+            pool,
+            "-c",
+            str(concurrency),
+            "-E",
+            "-Q",
+            QUEUE_ORDERS,
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env,
+        log_dir / f"{name}.log",
+    )
+    proc.wait_for("ready.", timeout=60)
+    return proc
+
+
+def beat(env: Mapping[str, str], log_dir: Path) -> Process:
+    proc = Process(
+        "beat",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(log_dir / "beat-schedule"),
+            "--pidfile",
+            "",
+        ],
+        env,
+        log_dir / "beat.log",
+    )
+    proc.wait_for("beat: Starting", timeout=60)
+    return proc
+
+
+def environment(broker_url: str, database_url: str, sandbox_port: int, **overrides: str) -> dict[str, str]:
+    """The process environment for orderrelay processes that talk to the sandbox's providers."""
+    from cryptography.fernet import Fernet
+
+    from sandbox.app import DEFAULT_CREDENTIALS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERRELAY_")}
+    env.update(
+        ORDERRELAY_BROKER_URL=broker_url,
+        ORDERRELAY_DATABASE_URL=database_url,
+        ORDERRELAY_FERNET_KEYS=os.environ.get("ORDERRELAY_FERNET_KEYS") or Fernet.generate_key().decode(),
+        PYTHONUNBUFFERED="1",
+    )
+    for provider, (client_id, client_secret) in DEFAULT_CREDENTIALS.items():
+        upper = provider.upper()
+        env[f"ORDERRELAY_{upper}_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}/{provider}"
+        env[f"ORDERRELAY_{upper}_CLIENT_ID"] = client_id
+        env[f"ORDERRELAY_{upper}_CLIENT_SECRET"] = client_secret
+    env.update({f"ORDERRELAY_{k.upper()}": v for k, v in overrides.items()})
+    return env

@@ -1,0 +1,13 @@
+"""One module per provider, the same names in each (``providers.base.Provider``), and the shared HTTP layer."""
+
+from __future__ import annotations
+
+from providers import extend
+from providers.base import Provider
+
+REGISTRY: dict[str, Provider] = {module.ID: module for module in (extend,)}  # type: ignore[misc]
+
+
+def get(provider_id: str) -> Provider:
+    """The provider module for an id; KeyError for one not implemented."""
+    return REGISTRY[provider_id]

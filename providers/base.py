@@ -1,0 +1,80 @@
+"""What every provider module offers (the same names in each), and the values they exchange."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from marshmallow import Schema
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request to a provider, relative to its base URL."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    """A provider's answer: status, headers, and the body parsed from JSON when it is JSON."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass(frozen=True)
+class Placed:
+    """The provider made the order: its reference, its own status, and what we keep of its answer."""
+
+    ref: str
+    status: str | None
+    response: dict
+    http_status: int | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What a provider's error body says, in its own words."""
+
+    message: str
+    code: str | None = None
+    details: Any = None
+
+
+class Provider(Protocol):
+    """One module per provider, each with these names (see ``providers/extend.py``)."""
+
+    ID: str
+    # True when a resend carries a key that makes the provider return the first result instead of a new order.
+    IDEMPOTENT: bool
+    # True when ``lookup`` can find an order the provider already made for ours (to reconcile a lost answer).
+    LOOKUP: bool
+    OrderSchema: type[Schema]
+
+    def wait(self, order: dict) -> timedelta | None:
+        """The wait the order asks for before it may be placed, if any."""
+
+    def request(self, order: dict, key: str) -> Request:
+        """The create-order request; ``key`` is the same on every attempt for the order."""
+
+    def response(self, body: Any) -> Placed:
+        """The create-order (or lookup) answer as a placed order."""
+
+    def error(self, response: Response) -> ErrorInfo:
+        """The provider's error body in its own words."""
+
+    def lookup(self, order: dict) -> Request | None:
+        """A request that finds an order already made for this one, or None where the provider has none."""
+
+    def found(self, body: Any) -> Placed | None:
+        """The lookup's answer: the order it found, or None."""
+
+    async def authenticate(self, http: Any, credentials: Any, *, fresh: bool) -> dict[str, str]:
+        """The auth headers; ``fresh`` asks for a new token after a 401."""

@@ -1,0 +1,96 @@
+"""Extend product protection orders (seed 001).
+
+Auth: a short-lived token from ``POST /auth/oauth/token`` (client credentials), sent as
+``X-Extend-Access-Token``, renewed before expiry and on a 401. The API version travels in ``Accept``.
+Idempotency: ``X-Idempotency-Key``, the order's provider key, the same on every attempt; Extend replays the
+first result for a key. Lookup: ``GET /orders/search?transactionId=...``.
+The wait (``transactionDelay``, days, fractional) is consumed by orderrelay, so the order sent carries none.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from config.settings import ProviderSettings
+from providers.base import ErrorInfo, Placed, Request, Response
+from providers.http import Http, oauth_token
+from schemas.extend import OrderSchema
+
+ID = "extend"
+IDEMPOTENT = True
+LOOKUP = True
+API_VERSION = "2022-02-01"
+ACCEPT = f"application/json; version={API_VERSION}"
+
+__all__ = [
+    "ID",
+    "IDEMPOTENT",
+    "LOOKUP",
+    "OrderSchema",
+    "authenticate",
+    "error",
+    "found",
+    "lookup",
+    "request",
+    "response",
+    "wait",
+]
+
+
+def wait(order: dict) -> timedelta | None:
+    """``transactionDelay`` days (0.5 is 12 hours) as a wait, or None."""
+    days = order.get("transactionDelay")
+    return timedelta(days=days) if days else None
+
+
+def request(order: dict, key: str) -> Request:
+    """``POST /orders`` with the idempotency key; the delay is dropped because orderrelay already waited."""
+    body = {k: v for k, v in order.items() if k != "transactionDelay"}
+    return Request("POST", "/orders", json=body, headers={"X-Idempotency-Key": key, "Accept": ACCEPT})
+
+
+def response(body: Any) -> Placed:
+    """Extend's order: its ``id`` is the reference, its ``status`` Extend's own."""
+    return Placed(ref=str(body["id"]), status=body.get("status"), response=body)
+
+
+def error(resp: Response) -> ErrorInfo:
+    """Extend's error body is not public; older specs use ``{"code", "message"}``."""
+    body = resp.body
+    if isinstance(body, dict):
+        return ErrorInfo(
+            message=str(body.get("message") or f"HTTP {resp.status}"),
+            code=None if body.get("code") is None else str(body["code"]),
+            details=body.get("errors"),
+        )
+    return ErrorInfo(message=f"HTTP {resp.status}: {str(body)[:200]}")
+
+
+def lookup(order: dict) -> Request:
+    """Orders Extend holds for the order's ``transactionId``."""
+    return Request(
+        "GET", "/orders/search", params={"transactionId": order["transactionId"]}, headers={"Accept": ACCEPT}
+    )
+
+
+def found(body: Any) -> Placed | None:
+    """The first order the search returned, or None."""
+    orders = body.get("orders") if isinstance(body, dict) else None
+    return response(orders[0]) if orders else None
+
+
+async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+    """``X-Extend-Access-Token`` from the client-credentials token endpoint."""
+    token_request = Request(
+        "POST",
+        "/auth/oauth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": cfg.credentials["client_id"],
+            "client_secret": cfg.credentials["client_secret"],
+        },
+        headers={"Accept": ACCEPT},
+    )
+    token = await oauth_token(http, ID, cfg.base_url, token_request, fresh=fresh)
+    return {"X-Extend-Access-Token": token}

@@ -1,0 +1,1 @@
+"""Provider simulators: one aiohttp app serving every provider under its own base path, plus ``/_sandbox/``."""

@@ -1,0 +1,80 @@
+"""The sandbox: every provider's simulated API under its own base path, and the admin API under ``/_sandbox/``.
+
+Admin API (for tests and the demo):
+  ``POST /_sandbox/reset``                      forget every order, token, stored result and fault
+  ``GET  /_sandbox/{provider}/orders``          what the provider actually created, and how many create calls came
+  ``POST /_sandbox/{provider}/faults``          ``{"latency_ms": 50, "script": [500, {"status": 429, "retry_after": 2},
+                                                "drop_after_create", 200]}`` (see ``sandbox.faults``)
+  ``POST /_sandbox/{provider}/tokens``          ``{"ttl": 300}`` sets the lifetime of new tokens;
+                                                ``{"expire": true}`` expires every token now
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from sandbox.extend import ExtendState
+from sandbox.extend import make_app as extend_app
+
+DEFAULT_CREDENTIALS = {"extend": ("sandbox-client", "sandbox-secret")}
+
+
+def make_app(credentials: dict[str, tuple[str, str]] | None = None) -> web.Application:
+    credentials = {**DEFAULT_CREDENTIALS, **(credentials or {})}
+    states = {"extend": ExtendState(*credentials["extend"])}
+    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app.add_subapp("/extend", extend_app(states["extend"]))
+    routes = web.RouteTableDef()
+
+    def state_of(request: web.Request):
+        provider = request.match_info["provider"]
+        if provider not in states:
+            raise web.HTTPNotFound(text=f"no provider {provider!r} in the sandbox")
+        return states[provider]
+
+    @routes.post("/_sandbox/reset")
+    async def reset(request: web.Request) -> web.Response:
+        for state in states.values():
+            state.reset()
+        return web.json_response({"reset": True})
+
+    @routes.get("/_sandbox/{provider}/orders")
+    async def orders(request: web.Request) -> web.Response:
+        state = state_of(request)
+        return web.json_response(
+            {"count": len(state.orders), "create_requests": state.create_requests, "orders": state.orders}
+        )
+
+    @routes.post("/_sandbox/{provider}/faults")
+    async def faults(request: web.Request) -> web.Response:
+        state = state_of(request)
+        try:
+            state.faults.set(await request.json())
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"latency_ms": state.faults.latency_ms, "script": len(state.faults.script)})
+
+    @routes.post("/_sandbox/{provider}/tokens")
+    async def tokens(request: web.Request) -> web.Response:
+        state = state_of(request)
+        body = await request.json()
+        if "ttl" in body:
+            state.token_ttl = float(body["ttl"])
+        if body.get("expire"):
+            state.tokens.clear()
+        return web.json_response({"ttl": state.token_ttl})
+
+    @routes.get("/_sandbox/health")
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "providers": sorted(states)})
+
+    app.add_routes(routes)
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve the sandbox until interrupted."""
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    web.run_app(make_app(), host=host, port=port, print=None, access_log=None)

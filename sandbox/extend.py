@@ -1,0 +1,157 @@
+"""Extend's API, simulated (seed 001 and PROVIDERS.md), under ``/extend``.
+
+- ``POST /auth/oauth/token``: client credentials in a JSON body; answers ``access_token`` and ``expires_in``
+  (the sandbox's ``token_ttl``, default 3600 s). Unknown credentials: 401.
+- ``POST /orders``: needs ``X-Extend-Access-Token`` (401 otherwise), ``Accept: application/json;
+  version=2022-02-01`` (406 otherwise) and a UUID ``X-Idempotency-Key`` (400 otherwise). Validation failures
+  answer 400 ``{"code": "ValidationError", "message", "errors": {path: [messages]}}`` and are not stored.
+  The first result for a key is stored and replayed; the same key with another body answers 409
+  (Extend does not document that status; this is the sandbox's choice).
+- ``GET /orders/search?transactionId=``: ``{"orders": [...]}``.
+Choices where Extend is silent: order ``status`` is ``pending`` when a ``transactionDelay`` is sent, else
+``open`` when any line is ``unfulfilled``, else ``closed``; a line is ``contract`` (product + plan), ``lead``
+(product alone), ``non_warrantable`` (product alone whose id starts with ``NW-``) or ``shipping_protection``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import uuid
+
+from aiohttp import web
+from marshmallow import ValidationError
+
+from sandbox.faults import Faults, drop, fault_response
+from schemas.extend import OrderSchema
+from schemas.fields import flatten_errors
+
+VERSION = "version=2022-02-01"
+
+
+class ExtendState:
+    """What the simulated Extend holds: credentials, tokens, orders, and stored results per idempotency key."""
+
+    def __init__(self, client_id: str, client_secret: str):
+        self.credentials = (client_id, client_secret)
+        self.token_ttl = 3600.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.tokens: dict[str, float] = {}
+        self.orders: list[dict] = []
+        self.results: dict[str, tuple[str, int, dict]] = {}  # key -> (body hash, status, body)
+        self.faults = Faults()
+        self.create_requests = 0
+
+    def token_ok(self, token: str | None) -> bool:
+        return token is not None and self.tokens.get(token, 0) > time.monotonic()
+
+
+def _error(status: int, code: str, message: str, **extra) -> web.Response:
+    return web.json_response({"code": code, "message": message, **extra}, status=status)
+
+
+def _line(item: dict) -> dict:
+    if "quoteId" in item:
+        kind = "shipping_protection"
+    elif "plan" in item:
+        kind = "contract"
+    elif str(item["product"]["id"]).startswith("NW-"):
+        kind = "non_warrantable"
+    else:
+        kind = "lead"
+    line = {"id": str(uuid.uuid4()), "type": kind, "status": item.get("status", "fulfilled"), **item}
+    if kind == "contract" and line["status"] == "fulfilled":
+        line["contractId"] = str(uuid.uuid4())
+    return line
+
+
+def make_app(state: ExtendState) -> web.Application:
+    app = web.Application()
+    routes = web.RouteTableDef()
+
+    @routes.post("/auth/oauth/token")
+    async def token(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "BadRequest", "Body must be JSON.")
+        if (body.get("client_id"), body.get("client_secret")) != state.credentials:
+            return _error(401, "Unauthorized", "Invalid client credentials.")
+        value = secrets.token_urlsafe(24)
+        state.tokens[value] = time.monotonic() + state.token_ttl
+        return web.json_response({"access_token": value, "token_type": "Bearer", "expires_in": state.token_ttl})
+
+    def check_headers(request: web.Request) -> web.Response | None:
+        if not state.token_ok(request.headers.get("X-Extend-Access-Token")):
+            return _error(401, "Unauthorized", "Missing, invalid or expired X-Extend-Access-Token.")
+        if VERSION not in request.headers.get("Accept", ""):
+            return _error(406, "NotAcceptable", f"Accept must name the API version ({VERSION}).")
+        return None
+
+    @routes.post("/orders")
+    async def create(request: web.Request) -> web.Response:
+        state.create_requests += 1
+        refused = check_headers(request)
+        if refused:
+            return refused
+        key = request.headers.get("X-Idempotency-Key", "")
+        try:
+            uuid.UUID(key)
+        except ValueError:
+            return _error(400, "InvalidIdempotencyKey", "X-Idempotency-Key must be a UUID.")
+        raw = await request.read()
+        digest = hashlib.sha256(raw).hexdigest()
+        fault = await state.faults.next()
+        if fault.drop:
+            return drop(request)
+        if key in state.results:
+            stored_digest, status, body = state.results[key]
+            if stored_digest != digest:
+                return _error(409, "IdempotencyKeyReused", "This idempotency key was used with another body.")
+            return web.json_response(body, status=status, headers={"Idempotent-Replayed": "true"})
+        if fault.status != 200:
+            body = {"code": "SandboxFault", "message": f"scripted HTTP {fault.status}"}
+            if fault.stored:
+                state.results[key] = (digest, fault.status, body)
+            return fault_response(fault, body)
+        try:
+            order = OrderSchema().load(json.loads(raw))
+        except (ValueError, ValidationError) as exc:
+            errors = flatten_errors(exc.messages) if isinstance(exc, ValidationError) else {"_schema": [str(exc)]}
+            return _error(400, "ValidationError", "The order is not valid.", errors=errors)
+        lines = [_line(item) for item in order["lineItems"]]
+        if "transactionDelay" in order:
+            status = "pending"
+        elif any(line["status"] == "unfulfilled" for line in lines):
+            status = "open"
+        else:
+            status = "closed"
+        created = {
+            **order,
+            "id": str(uuid.uuid4()),
+            "status": status,
+            "lineItems": lines,
+            "createdAt": int(time.time() * 1000),
+        }
+        state.orders.append(created)
+        state.results[key] = (digest, 201, created)
+        if fault.drop_after_create:
+            return drop(request)
+        return web.json_response(created, status=201)
+
+    @routes.get("/orders/search")
+    async def search(request: web.Request) -> web.Response:
+        refused = check_headers(request)
+        if refused:
+            return refused
+        transaction_id = request.query.get("transactionId")
+        if not transaction_id:
+            return _error(400, "BadRequest", "transactionId is required.")
+        return web.json_response({"orders": [o for o in state.orders if o["transactionId"] == transaction_id]})
+
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,93 @@
+"""The job envelope every producer sends (``orders.submit`` keyword arguments), and its validation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from orderrelay.constants import PROVIDER_IDS, SECRET_KEYS
+from orderrelay.errors import JobInvalid
+from providers import REGISTRY
+from schemas.fields import Text, flatten_errors
+
+MAX_ORDER_BYTES = 1_000_000
+MAX_STORED_BYTES = 64_000
+LATEST_DUE = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class JobSchema(Schema):
+    """``provider``, ``order`` (the provider's create-order body), optional ``idempotency_key``, ``not_before``."""
+
+    class Meta:
+        unknown = RAISE
+
+    provider = fields.String(required=True, validate=validate.OneOf(PROVIDER_IDS))
+    order = fields.Dict(keys=fields.String(), required=True)
+    idempotency_key = Text(max_length=200, allow_none=True)
+    not_before = fields.AwareDateTime(allow_none=True)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A valid job: the provider id, the loaded order, and when it may be placed."""
+
+    provider: str
+    order: dict
+    idempotency_key: str | None
+    due_at: datetime
+
+
+def validate_job(job: Any, *, enabled: set[str] | frozenset[str], now: datetime | None = None) -> Job:
+    """Load and check a job; raise JobInvalid with every problem by field path (``order.lineItems.0.plan``)."""
+    now = now or datetime.now(UTC)
+    if not isinstance(job, dict):
+        raise JobInvalid({"_schema": ["A job is an object of keyword arguments."]})
+    try:
+        envelope = JobSchema().load(job)
+    except ValidationError as exc:
+        raise JobInvalid(flatten_errors(exc.messages)) from None
+    provider_id = envelope["provider"]
+    if provider_id not in REGISTRY or provider_id not in enabled:
+        raise JobInvalid({"provider": [f"Provider {provider_id!r} is not enabled on this deployment."]})
+    if len(json.dumps(envelope["order"], default=str)) > MAX_ORDER_BYTES:
+        raise JobInvalid({"order": [f"Larger than {MAX_ORDER_BYTES} bytes."]})
+    provider = REGISTRY[provider_id]
+    try:
+        order = provider.OrderSchema().load(envelope["order"])
+    except ValidationError as exc:
+        raise JobInvalid(flatten_errors(exc.messages, "order")) from None
+    due_at = max(now, envelope.get("not_before") or now)
+    try:
+        wait = provider.wait(order) or timedelta(0)
+        due_at = max(due_at, now + wait)
+        if due_at > LATEST_DUE:
+            raise OverflowError
+    except OverflowError:
+        raise JobInvalid({"order": ["The wait it asks for ends too far in the future to schedule."]}) from None
+    return Job(provider_id, order, envelope.get("idempotency_key"), due_at)
+
+
+def redact(value: Any) -> Any:
+    """A copy with card data masked, for storing and showing what an invalid job held."""
+    if isinstance(value, dict):
+        return {k: "[redacted]" if k in SECRET_KEYS else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def stored_job(job: Any) -> dict:
+    """What is kept of an invalid job: redacted, and cut down when it is too large to keep whole."""
+    try:
+        kept = redact(job if isinstance(job, dict) else {"_job": job})
+        # Postgres jsonb holds no NUL character; keep a visible stand-in instead.
+        text = json.dumps(kept, default=repr).replace("\\u0000", "\\ufffd")
+    except (TypeError, ValueError, RecursionError):
+        return {"_unreadable": True}
+    if len(text) > MAX_STORED_BYTES:
+        return {"_truncated": True, "_size": len(text), "_head": text[:2000]}
+    return json.loads(text)

@@ -1,0 +1,1 @@
+"""Postgres: the pool, migrations, and the order / attempt / event queries and state transitions."""

@@ -1,0 +1,3 @@
+DROP TABLE attempts;
+DROP TABLE order_events;
+DROP TABLE orders;

@@ -1,0 +1,171 @@
+"""Order, attempt and event queries. Each function takes a connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from orderrelay.errors import OrderNotFound
+from store import queries
+
+
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+def insert_order(
+    conn: Connection,
+    *,
+    provider: str | None,
+    status: str,
+    request: dict,
+    request_hash: str,
+    idempotency_key: str | None,
+    message_id: str | None,
+    due_at: datetime | None,
+    expected_at: datetime | None,
+    reason: str,
+    errors: dict | None = None,
+) -> dict:
+    """Insert a new order with its first event, or return the existing order for the same key or message.
+
+    The result has ``id``, ``status``, ``created`` and, for an existing order, its ``request_hash``.
+    """
+    params = {
+        "id": uuid.uuid4(),
+        "provider": provider,
+        "status": status,
+        "idempotency_key": idempotency_key,
+        "message_id": message_id,
+        "provider_key": uuid.uuid4(),
+        "request": Jsonb(request),
+        "request_hash": request_hash,
+        "errors": _json(errors),
+        "due_at": due_at,
+        "expected_at": expected_at,
+        "reason": reason,
+    }
+    row = conn.execute(queries.INSERT_ORDER, params).fetchone()
+    if row is None:  # a unique key matched: the same job was seen before
+        row = conn.execute(queries.FIND_DUPLICATE, params).fetchone()
+    return row
+
+
+def claim(conn: Connection, order_id: uuid.UUID, *, lease: float, reason: str) -> dict | None:
+    """Claim a due order for one placement; None when it is not due, not placeable, or claimed by another."""
+    return conn.execute(
+        queries.CLAIM, {"id": order_id, "lease": lease, "claim_token": uuid.uuid4(), "reason": reason}
+    ).fetchone()
+
+
+def finish_attempt(
+    conn: Connection,
+    *,
+    order_id: uuid.UUID,
+    claim_token: uuid.UUID,
+    attempt_id: int,
+    outcome: str,
+    to_status: str,
+    reason: str,
+    http_status: int | None = None,
+    latency_ms: float | None = None,
+    error: dict | None = None,
+    provider_ref: str | None = None,
+    provider_status: str | None = None,
+    response: dict | None = None,
+    due_at: datetime | None = None,
+    expected_at: datetime | None = None,
+) -> bool:
+    """Record an attempt's result and move the order on; False when the claim was lost meanwhile."""
+    row = conn.execute(
+        queries.FINISH_ATTEMPT,
+        {
+            "id": order_id,
+            "claim_token": claim_token,
+            "attempt_id": attempt_id,
+            "outcome": outcome,
+            "to_status": to_status,
+            "reason": reason,
+            "http_status": http_status,
+            "latency_ms": latency_ms,
+            "error": _json(error),
+            "provider_ref": provider_ref,
+            "provider_status": provider_status,
+            "response": _json(response),
+            "due_at": due_at,
+            "expected_at": expected_at,
+        },
+    ).fetchone()
+    return row is not None
+
+
+def transition(
+    conn: Connection,
+    order_id: uuid.UUID,
+    *,
+    from_statuses: tuple[str, ...],
+    to_status: str,
+    reason: str,
+    due_at: datetime | None = None,
+    expected_at: datetime | None = None,
+) -> str | None:
+    """Move an order from one of ``from_statuses`` to ``to_status``; returns the old status, or None."""
+    row = conn.execute(
+        queries.TRANSITION,
+        {
+            "id": order_id,
+            "from_statuses": list(from_statuses),
+            "to_status": to_status,
+            "reason": reason,
+            "due_at": due_at,
+            "expected_at": expected_at,
+        },
+    ).fetchone()
+    return row["from_status"] if row else None
+
+
+def set_expected(conn: Connection, order_id: uuid.UUID, expected_at: datetime) -> None:
+    """Note when the message just sent for an order should arrive."""
+    conn.execute(queries.SET_EXPECTED, {"id": order_id, "expected_at": expected_at})
+
+
+def sweep_due(conn: Connection, *, grace: float, limit: int = 1000) -> list[uuid.UUID]:
+    """Due orders with no message on its way; marks them as sent for now and returns their ids."""
+    return [r["id"] for r in conn.execute(queries.SWEEP_DUE, {"grace": grace, "limit": limit})]
+
+
+def expired_leases(conn: Connection, *, limit: int = 1000) -> list[dict]:
+    """Orders whose placing worker went away without finishing (its lease ran out)."""
+    return conn.execute(queries.EXPIRED_LEASES, {"limit": limit}).fetchall()
+
+
+def abandon_attempts(conn: Connection, order_id: uuid.UUID) -> None:
+    """Close the unfinished attempts of an order whose worker was lost: their result is unknown."""
+    conn.execute(queries.ABANDON_ATTEMPTS, {"id": order_id})
+
+
+def get_order(conn: Connection, order_id: uuid.UUID | str | None = None, *, key: str | None = None) -> dict:
+    """One order with its attempts and events, by id or by the producer's idempotency key."""
+    if key is not None:
+        row = conn.execute(queries.GET_ORDER_BY_KEY, {"key": key}).fetchone()
+    else:
+        try:
+            row = conn.execute(queries.GET_ORDER, {"id": uuid.UUID(str(order_id))}).fetchone()
+        except ValueError:
+            row = None
+    if row is None:
+        raise OrderNotFound(f"no order with {'key' if key is not None else 'id'} {key or order_id!s}")
+    row["attempts"] = conn.execute(queries.ORDER_ATTEMPTS, {"id": row["id"]}).fetchall()
+    row["events"] = conn.execute(queries.ORDER_EVENTS, {"id": row["id"]}).fetchall()
+    return row
+
+
+def list_orders(
+    conn: Connection, *, status: str | None = None, provider: str | None = None, limit: int = 100
+) -> list[dict]:
+    """Newest orders first, filtered by status and provider."""
+    return conn.execute(queries.LIST_ORDERS, {"status": status, "provider": provider, "limit": limit}).fetchall()

@@ -1,0 +1,136 @@
+"""Every SQL statement orderrelay runs, by name. Each state change writes its event row in the same statement."""
+
+INSERT_ORDER = """
+WITH ins AS (
+    INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
+                        errors, due_at, expected_at)
+    VALUES (%(id)s, %(provider)s, %(status)s, %(idempotency_key)s, %(message_id)s, %(provider_key)s,
+            %(request)s, %(request_hash)s, %(errors)s, %(due_at)s, %(expected_at)s)
+    ON CONFLICT DO NOTHING
+    RETURNING id, status
+), ev AS (
+    INSERT INTO order_events (order_id, from_status, to_status, reason)
+    SELECT id, NULL, status, %(reason)s FROM ins
+)
+SELECT id, status, true AS created FROM ins
+"""
+
+FIND_DUPLICATE = """
+SELECT id, status, request_hash, false AS created FROM orders
+WHERE (idempotency_key = %(idempotency_key)s) OR (message_id = %(message_id)s)
+ORDER BY (idempotency_key = %(idempotency_key)s) DESC NULLS LAST
+LIMIT 1
+"""
+
+# Claim a due order for one placement: status -> placing with a lease, a new attempt row, one event.
+CLAIM = """
+WITH old AS (
+    SELECT id, status FROM orders
+    WHERE id = %(id)s AND status IN ('waiting', 'queued', 'retrying') AND due_at <= clock_timestamp()
+    FOR UPDATE SKIP LOCKED
+), upd AS (
+    UPDATE orders o
+    SET status = 'placing', attempt_count = o.attempt_count + 1, claim_token = %(claim_token)s,
+        lease_until = clock_timestamp() + make_interval(secs => %(lease)s), updated_at = clock_timestamp()
+    FROM old WHERE o.id = old.id
+    RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token,
+              old.status AS from_status
+), ev AS (
+    INSERT INTO order_events (order_id, from_status, to_status, reason)
+    SELECT id, from_status, 'placing', %(reason)s || ' (attempt ' || attempt_count || ')' FROM upd
+), att AS (
+    INSERT INTO attempts (order_id, number, idempotency_key)
+    SELECT id, attempt_count, provider_key::text FROM upd
+    RETURNING id
+)
+SELECT upd.*, att.id AS attempt_id,
+       (SELECT a.outcome FROM attempts a WHERE a.order_id = upd.id AND a.number = upd.attempt_count - 1)
+           AS previous_outcome
+FROM upd, att
+"""
+
+FINISH_ATTEMPT = """
+WITH att AS (
+    UPDATE attempts SET finished_at = clock_timestamp(), http_status = %(http_status)s,
+                        latency_ms = %(latency_ms)s, outcome = %(outcome)s, error = %(error)s
+    WHERE id = %(attempt_id)s AND finished_at IS NULL
+), upd AS (
+    UPDATE orders o
+    SET status = %(to_status)s,
+        provider_ref = coalesce(%(provider_ref)s, o.provider_ref),
+        provider_status = coalesce(%(provider_status)s, o.provider_status),
+        response = coalesce(%(response)s, o.response),
+        last_error = %(error)s,
+        due_at = %(due_at)s, expected_at = %(expected_at)s,
+        lease_until = NULL, claim_token = NULL,
+        placed_at = CASE WHEN %(to_status)s = 'placed' THEN clock_timestamp() ELSE o.placed_at END,
+        updated_at = clock_timestamp()
+    WHERE o.id = %(id)s AND o.status = 'placing' AND o.claim_token = %(claim_token)s
+    RETURNING o.id
+)
+INSERT INTO order_events (order_id, from_status, to_status, reason)
+SELECT id, 'placing', %(to_status)s, %(reason)s FROM upd
+RETURNING order_id
+"""
+
+# A guarded transition of one order: only from the listed statuses; returns nothing when it did not apply.
+TRANSITION = """
+WITH old AS (
+    SELECT id, status FROM orders WHERE id = %(id)s AND status = ANY(%(from_statuses)s) FOR UPDATE
+), upd AS (
+    UPDATE orders o SET status = %(to_status)s, due_at = coalesce(%(due_at)s, o.due_at),
+                        expected_at = %(expected_at)s, lease_until = NULL, claim_token = NULL,
+                        updated_at = clock_timestamp()
+    FROM old WHERE o.id = old.id
+    RETURNING o.id, old.status AS from_status
+)
+INSERT INTO order_events (order_id, from_status, to_status, reason)
+SELECT id, from_status, %(to_status)s, %(reason)s FROM upd
+RETURNING order_id, from_status
+"""
+
+# Work that is due but whose message is not on its way (never sent, or lost with Redis).
+SWEEP_DUE = """
+UPDATE orders SET expected_at = clock_timestamp(), updated_at = clock_timestamp()
+WHERE id IN (
+    SELECT id FROM orders
+    WHERE status IN ('waiting', 'queued', 'retrying') AND due_at <= clock_timestamp()
+      AND (expected_at IS NULL OR expected_at < clock_timestamp() - make_interval(secs => %(grace)s))
+    ORDER BY due_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+
+# Claims whose worker died: the lease ran out while the order was being placed.
+EXPIRED_LEASES = """
+SELECT id, provider FROM orders
+WHERE status = 'placing' AND lease_until < clock_timestamp()
+ORDER BY lease_until
+LIMIT %(limit)s
+"""
+
+ABANDON_ATTEMPTS = """
+UPDATE attempts SET finished_at = clock_timestamp(), outcome = 'in_doubt',
+                    error = '{"kind": "in_doubt", "message": "the worker was lost during the call"}'
+WHERE order_id = %(id)s AND finished_at IS NULL
+"""
+
+SET_EXPECTED = "UPDATE orders SET expected_at = %(expected_at)s WHERE id = %(id)s"
+
+GET_ORDER = "SELECT * FROM orders WHERE id = %(id)s"
+GET_ORDER_BY_KEY = "SELECT * FROM orders WHERE idempotency_key = %(key)s"
+ORDER_EVENTS = "SELECT at, from_status, to_status, reason FROM order_events WHERE order_id = %(id)s ORDER BY id"
+ORDER_ATTEMPTS = """
+SELECT number, idempotency_key, started_at, finished_at, http_status, latency_ms, outcome, error
+FROM attempts WHERE order_id = %(id)s ORDER BY number
+"""
+LIST_ORDERS = """
+SELECT id, provider, status, idempotency_key, provider_ref, provider_status, attempt_count, due_at,
+       created_at, updated_at, last_error, errors
+FROM orders
+WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(provider)s::text IS NULL OR provider = %(provider)s)
+ORDER BY created_at DESC, id
+LIMIT %(limit)s
+"""

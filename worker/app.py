@@ -1,0 +1,30 @@
+"""The Celery app. Start a worker with ``celery -A worker.app worker --pool threads -c 64 -E``.
+
+Settings are read when the configuration is first needed; bad variables stop start-up with every name listed.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, signals
+
+from worker import runtime
+
+app = Celery("orderrelay", include=["tasks.orders"])
+app.config_from_object("config.celery_config")
+
+
+@signals.worker_process_init.connect
+def _start_child(**kwargs) -> None:
+    runtime.current()  # prefork child: make the loop, session and pool now, not in the first task
+
+
+@signals.worker_ready.connect
+def _start_main(sender=None, **kwargs) -> None:
+    if sender is not None and "prefork" not in type(sender.pool).__module__:
+        runtime.current()  # threads/solo pools run tasks in this process
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _stop(**kwargs) -> None:
+    runtime.shutdown()

@@ -1,0 +1,71 @@
+"""What a worker process makes once at start-up and keeps: the event loop thread, the aiohttp session, the pool.
+
+Tasks run in pool threads (or prefork children); provider calls run as coroutines on the one loop thread of
+the process, so one process keeps hundreds of calls in flight over one connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from typing import Any
+
+from config.settings import Settings, get_settings
+from providers.http import Http
+from store.db import make_pool
+
+log = logging.getLogger("orderrelay.runtime")
+
+
+class Runtime:
+    """One per process: settings, the psycopg pool, the event loop thread and the HTTP client on it."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.pid = os.getpid()
+        self.db = make_pool(settings.database_url, settings.db_pool_size)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="orderrelay-loop", daemon=True)
+        self._thread.start()
+        self.http: Http = self.run(self._make_http())
+
+    async def _make_http(self) -> Http:
+        return Http(self.settings)
+
+    def run(self, coro: Any, timeout: float | None = None) -> Any:
+        """Run a coroutine on the process's loop and wait for its result from this thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        try:
+            self.run(self.http.close(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            self.db.close()
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def current() -> Runtime:
+    """The process's runtime, made on first use (and made anew in a forked child)."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        with _lock:
+            if _runtime is None or _runtime.pid != os.getpid():
+                _runtime = Runtime(get_settings())
+                log.info("runtime ready in process %d", _runtime.pid)
+    return _runtime
+
+
+def shutdown() -> None:
+    """Close the process's runtime, if it has one."""
+    global _runtime
+    with _lock:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            _runtime.close()
+        _runtime = None
