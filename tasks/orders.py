@@ -7,6 +7,8 @@ from orderrelay.constants import TASK_PLACE, TASK_SUBMIT, TASK_SWEEP
 from worker import runtime
 from worker.app import app
 
+RETRY = {"autoretry_for": runtime.TRANSIENT_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": None}
+
 
 def _follow(step: pipeline.Next) -> dict:
     """Carry out what the pipeline asked for: place now, or send a message that arrives when the order is due."""
@@ -18,7 +20,7 @@ def _follow(step: pipeline.Next) -> dict:
     return {"order_id": str(step.order_id), "status": step.status}
 
 
-@app.task(name=TASK_SUBMIT, bind=True)
+@app.task(name=TASK_SUBMIT, bind=True, **RETRY)
 def submit(self, *args, **job) -> dict:
     """Validate and record a job (``provider``, ``order``, ``idempotency_key``, ``not_before``), then place it."""
     if args:
@@ -26,13 +28,13 @@ def submit(self, *args, **job) -> dict:
     return _follow(pipeline.intake(runtime.current(), job, message_id=self.request.id))
 
 
-@app.task(name=TASK_PLACE)
+@app.task(name=TASK_PLACE, **RETRY)
 def place(order_id: str) -> dict:
     """Claim and place one order by id; a message for an order not due or already taken does nothing."""
     return _follow(pipeline.place(runtime.current(), order_id))
 
 
-@app.task(name=TASK_SWEEP)
+@app.task(name=TASK_SWEEP, **RETRY)
 def sweep() -> dict:
     """Recover lost work from Postgres and send a message for each due order."""
     ids = pipeline.sweep(runtime.current())

@@ -12,11 +12,19 @@ import os
 import threading
 from typing import Any
 
+import kombu.exceptions
+import psycopg
+import psycopg_pool
+
 from config.settings import Settings, get_settings
 from providers.http import Http
 from store.db import make_pool
 
 log = logging.getLogger("orderrelay.runtime")
+
+# Failures of the services themselves (Postgres or the broker down, the pool exhausted): the task is sent again
+# later rather than dropped, so no job is lost while a service is away.
+TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg_pool.PoolTimeout, kombu.exceptions.OperationalError)
 
 
 class Runtime:

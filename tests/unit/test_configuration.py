@@ -1,0 +1,81 @@
+"""Celery is set up for at-least-once work; the deployment files are valid and run the right processes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from importlib.resources import files
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def conf(request):
+    import os
+
+    from cryptography.fernet import Fernet
+
+    from config.settings import get_settings
+
+    saved = dict(os.environ)
+    os.environ.update(
+        ORDERRELAY_BROKER_URL="redis://127.0.0.1:6379/0",
+        ORDERRELAY_DATABASE_URL="postgresql://postgres@127.0.0.1/x",
+        ORDERRELAY_FERNET_KEYS=Fernet.generate_key().decode(),
+        ORDERRELAY_EXTEND_CLIENT_ID="i",
+        ORDERRELAY_EXTEND_CLIENT_SECRET="s",
+    )
+    get_settings.cache_clear()
+    from worker.app import app
+
+    app.loader.config_from_object("config.celery_config")  # make sure it reads this environment
+    yield app.conf, app
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+
+
+def test_celery_is_configured_for_at_least_once_work(conf):
+    c, _ = conf
+    assert c.task_acks_late is True
+    assert c.task_reject_on_worker_lost is True
+    assert c.worker_prefetch_multiplier == 1
+    assert c.task_serializer == "json" and c.accept_content == ["json"] and c.result_serializer == "json"
+    assert c.worker_send_task_events is True and c.task_send_sent_event is True
+
+
+def test_task_names_are_registered(conf):
+    _, app = conf
+    app.loader.import_default_modules()
+    assert {"orders.submit", "orders.place", "orders.sweep"} <= set(app.tasks)
+
+
+def test_beat_runs_the_sweep(conf):
+    c, _ = conf
+    assert [entry["task"] for entry in c.beat_schedule.values()] == ["orders.sweep"]
+
+
+def test_docker_compose_matches_the_compose_specification():
+    schema = json.loads(files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text())
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    jsonschema.validate(compose, schema)
+    services = compose["services"]
+    assert {"redis", "postgres", "migrate", "worker", "beat", "flower", "sandbox"} <= set(services)
+    assert "--appendonly" in " ".join(services["redis"]["command"])
+    assert "-E" in services["worker"]["command"]
+    for name in ("worker", "beat", "flower"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_procfile_runs_each_process_with_the_celery_app():
+    lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert {"worker", "beat", "flower", "sandbox", "release"} <= set(lines)
+    for name in ("worker", "beat", "flower"):
+        argv = shlex.split(lines[name])
+        assert argv[:3] == ["celery", "-A", "worker.app"]
+    assert "-E" in shlex.split(lines["worker"])

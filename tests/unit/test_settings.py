@@ -1,0 +1,81 @@
+"""Settings are read once; every missing or malformed variable is named at once."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from config.settings import load_settings
+from orderrelay.errors import ConfigError
+
+GOOD = {
+    "ORDERRELAY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    "ORDERRELAY_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/orderrelay",
+    "ORDERRELAY_FERNET_KEYS": Fernet.generate_key().decode(),
+    "ORDERRELAY_EXTEND_CLIENT_ID": "id",
+    "ORDERRELAY_EXTEND_CLIENT_SECRET": "secret",
+}
+
+
+@pytest.fixture
+def environ(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ORDERRELAY_"):
+            monkeypatch.delenv(name)
+    for name, value in GOOD.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_good_environment_loads(environ):
+    settings = load_settings()
+    assert settings.providers["extend"].base_url == "https://api-demo.helloextend.com"
+    assert settings.providers["extend"].credentials == {"client_id": "id", "client_secret": "secret"}
+    assert settings.max_attempts == 5
+
+
+def test_secrets_stay_out_of_the_repr(environ):
+    text = repr(load_settings())
+    assert "secret" not in text and GOOD["ORDERRELAY_FERNET_KEYS"] not in text and "postgres@" not in text
+
+
+def test_every_bad_variable_is_named_at_once(environ):
+    environ.delenv("ORDERRELAY_DATABASE_URL")
+    environ.delenv("ORDERRELAY_EXTEND_CLIENT_SECRET")
+    environ.setenv("ORDERRELAY_BROKER_URL", "http://example")
+    environ.setenv("ORDERRELAY_FERNET_KEYS", "not-a-key")
+    environ.setenv("ORDERRELAY_MAX_ATTEMPTS", "0")
+    environ.setenv("ORDERRELAY_EXTEND_BASE_URL", "ftp://x")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    for name in (
+        "ORDERRELAY_DATABASE_URL",
+        "ORDERRELAY_EXTEND_CLIENT_SECRET",
+        "ORDERRELAY_BROKER_URL",
+        "ORDERRELAY_FERNET_KEYS",
+        "ORDERRELAY_MAX_ATTEMPTS",
+        "ORDERRELAY_EXTEND_BASE_URL",
+    ):
+        assert name in message
+    assert "not-a-key" not in message
+
+
+def test_unknown_and_unimplemented_providers_are_refused(environ):
+    environ.setenv("ORDERRELAY_PROVIDERS", "extend,acme")
+    with pytest.raises(ConfigError, match="ORDERRELAY_PROVIDERS"):
+        load_settings()
+
+
+def test_countdown_horizon_must_stay_under_the_visibility_timeout(environ):
+    environ.setenv("ORDERRELAY_COUNTDOWN_HORIZON", "4000")
+    with pytest.raises(ConfigError, match="COUNTDOWN_HORIZON"):
+        load_settings()
+
+
+def test_a_deployment_without_extend_needs_no_extend_credentials(environ):
+    environ.delenv("ORDERRELAY_EXTEND_CLIENT_ID")
+    environ.setenv("ORDERRELAY_PROVIDERS", "")
+    assert load_settings().providers == {}
