@@ -2,7 +2,7 @@
 
 Admin API (for tests and the demo):
   ``POST /_sandbox/reset``                      forget every order, token, stored result and fault
-  ``GET  /_sandbox/{provider}/orders``          what the provider actually created, and how many create calls came
+  ``GET  /_sandbox/{provider}/orders``          what the provider created, and how many authenticated create calls came
   ``POST /_sandbox/{provider}/faults``          ``{"latency_ms": 50, "script": [500, {"status": 429, "retry_after": 2},
                                                 "drop_after_create", 200]}`` (see ``sandbox.faults``)
   ``POST /_sandbox/{provider}/tokens``          ``{"ttl": 300}`` sets the lifetime of new tokens;

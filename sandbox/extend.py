@@ -94,10 +94,10 @@ def make_app(state: ExtendState) -> web.Application:
 
     @routes.post("/orders")
     async def create(request: web.Request) -> web.Response:
-        state.create_requests += 1
         refused = check_headers(request)
         if refused:
             return refused
+        state.create_requests += 1  # authenticated create calls, whatever their fate
         key = request.headers.get("X-Idempotency-Key", "")
         try:
             uuid.UUID(key)

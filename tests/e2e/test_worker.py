@@ -1,0 +1,179 @@
+"""Real ``celery worker`` and ``celery beat`` processes, the real Redis and PostgreSQL, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from orderrelay import processes
+from orderrelay.constants import TASK_SUBMIT, Status
+from orderrelay.demo import sample_order
+from tests.conftest import started, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def worker(service_env, logs):
+    with started(processes.worker(service_env, logs, name="e2e-worker", concurrency=16)) as proc:
+        yield proc
+    assert "Traceback" not in proc.log(), proc.log()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def celery_app(service_env):
+    from worker.app import app
+
+    return app
+
+
+def submit(app, **job) -> str:
+    return app.send_task(TASK_SUBMIT, kwargs=job, kwargsrepr="{...}").id
+
+
+def processed(worker, task_id: str) -> None:
+    wait_until(lambda: f"{task_id}] succeeded" in worker.log(), 30, message=f"task {task_id} to finish")
+
+
+def final(db, key: str, timeout: float = 30.0) -> dict:
+    def settled():
+        row = db.execute("SELECT * FROM orders WHERE idempotency_key = %s", [key]).fetchone()
+        finals = (Status.PLACED, Status.FAILED, Status.REJECTED, Status.IN_DOUBT)
+        return row if row and row["status"] in finals else None
+
+    return wait_until(settled, timeout, message=f"order {key} to settle")
+
+
+def count(db, table: str, order_id) -> int:
+    return db.execute(f"SELECT count(*) AS n FROM {table} WHERE order_id = %s", [order_id]).fetchone()["n"]  # noqa: S608
+
+
+def test_a_worker_places_an_extend_order_once(worker, celery_app, db, sandbox):
+    submit(celery_app, provider="extend", order=sample_order("e2e-1"), idempotency_key="e2e-1")
+    row = final(db, "e2e-1")
+    assert row["status"] == Status.PLACED
+    assert count(db, "attempts", row["id"]) == 1
+    made = sandbox.orders()
+    assert made["count"] == 1
+    assert made["orders"][0]["id"] == row["provider_ref"]
+
+
+def test_the_same_key_twice_makes_no_second_order(worker, celery_app, db, sandbox):
+    submit(celery_app, provider="extend", order=sample_order("e2e-2"), idempotency_key="e2e-2")
+    first = final(db, "e2e-2")
+    for _ in range(2):
+        processed(worker, submit(celery_app, provider="extend", order=sample_order("e2e-2"), idempotency_key="e2e-2"))
+    assert db.execute("SELECT count(*) AS n FROM orders WHERE idempotency_key = 'e2e-2'").fetchone()["n"] == 1
+    assert count(db, "attempts", first["id"]) == 1
+    assert sandbox.orders()["count"] == 1
+
+
+def test_bad_jobs_are_rejected_with_field_errors_and_the_worker_lives_on(worker, celery_app, db, sandbox):
+    bad = sample_order("e2e-bad", total=-1)
+    submit(celery_app, provider="extend", order=bad, idempotency_key="e2e-bad")
+    submit(celery_app, provider="acme", order={}, idempotency_key="e2e-acme")
+    submit(celery_app, provider="extend", order="not a dict", idempotency_key="e2e-str", colour="red")
+    celery_app.send_task(TASK_SUBMIT, args=["extend", {}], kwargs={"idempotency_key": "e2e-args"})
+    assert final(db, "e2e-bad")["errors"] == {
+        "order.total": ["Must be greater than or equal to 0 and less than or equal to 9007199254740991."]
+    }
+    assert "provider" in final(db, "e2e-acme")["errors"]
+    assert {"order", "colour"} <= set(final(db, "e2e-str")["errors"])
+    assert "_positional_arguments" in final(db, "e2e-args")["errors"]
+    submit(celery_app, provider="extend", order=sample_order("e2e-ok"), idempotency_key="e2e-ok")
+    assert final(db, "e2e-ok")["status"] == Status.PLACED
+    assert sandbox.orders()["count"] == 1
+
+
+def test_a_fractional_day_wait_is_honoured(worker, celery_app, db, sandbox):
+    wait_days = 2 / 86400
+    submit(
+        celery_app,
+        provider="extend",
+        order=sample_order("e2e-wait", transactionDelay=wait_days),
+        idempotency_key="e2e-wait",
+    )
+    row = final(db, "e2e-wait")
+    assert row["status"] == Status.PLACED
+    assert (row["placed_at"] - row["created_at"]).total_seconds() >= 2.0
+    assert "transactionDelay" not in sandbox.orders()["orders"][0]
+
+
+def test_retryable_faults_are_retried_to_placement_with_one_key(worker, celery_app, db, sandbox):
+    sandbox.script(script=[503, {"status": 429, "retry_after": 0.3}, 200])
+    submit(celery_app, provider="extend", order=sample_order("e2e-retry"), idempotency_key="e2e-retry")
+    row = final(db, "e2e-retry")
+    attempts = db.execute(
+        "SELECT outcome, idempotency_key FROM attempts WHERE order_id = %s ORDER BY number", [row["id"]]
+    ).fetchall()
+    assert row["status"] == Status.PLACED
+    assert [a["outcome"] for a in attempts] == ["retryable", "retryable", "placed"]
+    assert len({a["idempotency_key"] for a in attempts}) == 1
+    assert sandbox.orders()["count"] == 1
+
+
+def test_work_whose_message_was_lost_is_found_by_beat_and_placed(worker, service_env, logs, db, sandbox):
+    from store import orders as store
+    from tests.integration.test_pipeline import job
+
+    with db.transaction():
+        row = store.insert_order(  # as if Redis lost the message after intake
+            db,
+            provider="extend",
+            status=Status.QUEUED,
+            request=job()["order"],
+            request_hash="h",
+            idempotency_key="e2e-lost",
+            message_id=None,
+            due_at=None,
+            expected_at=None,
+            reason="received",
+        )
+        db.execute("UPDATE orders SET due_at = now() WHERE id = %s", [row["id"]])
+    with started(processes.beat(service_env, logs)):
+        assert final(db, "e2e-lost")["status"] == Status.PLACED
+    assert sandbox.orders()["count"] == 1
+
+
+def run_cli(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "orderrelay.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_submit_show_and_list(worker, service_env, db, sandbox):
+    body = json.dumps(sample_order("e2e-cli"))
+    submitted = run_cli(service_env, "submit", "extend", "-", "--key", "e2e-cli", stdin=body)
+    assert submitted.returncode == 0, submitted.stderr
+    final(db, "e2e-cli")
+    shown = run_cli(service_env, "show", "--key", "e2e-cli", "--json")
+    order = json.loads(shown.stdout)
+    assert order["status"] == Status.PLACED
+    assert [e["to_status"] for e in order["events"]] == ["queued", "placing", "placed"]
+    assert order["attempts"][0]["outcome"] == "placed"
+    listed = json.loads(run_cli(service_env, "list", "--status", "placed", "--json").stdout)
+    assert [o["idempotency_key"] for o in listed] == ["e2e-cli"]
+    missing = run_cli(service_env, "show", str(uuid.uuid4()))
+    assert missing.returncode == 1
+    assert "no order" in missing.stderr
+
+
+def test_the_demo_passes_on_these_services(service_env, logs):
+    # The demo runs its own worker against its own sandbox: give it a Redis database of its own, so the
+    # tests' worker (listening on the same queue name) does not take its messages.
+    broker = service_env["ORDERRELAY_BROKER_URL"].rsplit("/", 1)[0] + "/14"
+    env = {k: v for k, v in service_env.items() if not k.startswith("ORDERRELAY_")}
+    env.update(ORDERRELAY_BROKER_URL=broker, ORDERRELAY_DATABASE_URL=service_env["ORDERRELAY_DATABASE_URL"])
+    result = run_cli(env, "demo", "--timeout", "60")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "demo passed" in result.stdout
