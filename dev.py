@@ -39,7 +39,7 @@ def ensure_venv() -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by any python3
         sys.exit("orderrelay needs Python 3.11 or newer")
     if not argv or argv[0] not in {"demo", "test"}:
         sys.exit(__doc__)
