@@ -91,6 +91,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
             due_at=valid.due_at,
             expected_at=valid.due_at if in_horizon else None,
             reason=f"received; due {valid.due_at.isoformat()}" if waits else "received",
+            received_at=now,
         )
     if not row["created"]:
         log.info("order %s: job seen before (key or message repeated); no new order", row["id"])

@@ -30,6 +30,7 @@ def insert_order(
     expected_at: datetime | None,
     reason: str,
     errors: dict | None = None,
+    received_at: datetime | None = None,
 ) -> dict:
     """Insert a new order with its first event, or return the existing order for the same key or message.
 
@@ -48,6 +49,7 @@ def insert_order(
         "due_at": due_at,
         "expected_at": expected_at,
         "reason": reason,
+        "received_at": received_at,
     }
     row = conn.execute(queries.INSERT_ORDER, params).fetchone()
     if row is None:  # a unique key matched: the same job was seen before

@@ -3,9 +3,10 @@
 INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
-                        errors, due_at, expected_at)
+                        errors, due_at, expected_at, created_at)
     VALUES (%(id)s, %(provider)s, %(status)s, %(idempotency_key)s, %(message_id)s, %(provider_key)s,
-            %(request)s, %(request_hash)s, %(errors)s, %(due_at)s, %(expected_at)s)
+            %(request)s, %(request_hash)s, %(errors)s, %(due_at)s, %(expected_at)s,
+            coalesce(%(received_at)s, clock_timestamp()))
     ON CONFLICT DO NOTHING
     RETURNING id, status
 ), ev AS (

@@ -1,0 +1,73 @@
+"""What ``orderrelay submit`` puts on the broker: the task by name, the job as kwargs, no order in kwargsrepr.
+
+A fast unit test: the broker is fakeredis, patched into kombu's Redis transport.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import fakeredis
+import pytest
+from click.testing import CliRunner
+
+from orderrelay.demo import sample_order
+
+
+@pytest.fixture
+def fake_broker(monkeypatch):
+    from cryptography.fernet import Fernet
+    from kombu.transport import redis as kombu_redis
+
+    from config.settings import get_settings
+
+    server = fakeredis.FakeServer()
+    monkeypatch.setattr(
+        kombu_redis.Channel, "_create_client", lambda self, asynchronous=False: fakeredis.FakeRedis(server=server)
+    )
+    for name, value in {
+        "ORDERRELAY_BROKER_URL": "redis://127.0.0.1:6399/0",
+        "ORDERRELAY_DATABASE_URL": "postgresql://postgres@127.0.0.1/x",
+        "ORDERRELAY_FERNET_KEYS": Fernet.generate_key().decode(),
+        "ORDERRELAY_EXTEND_CLIENT_ID": "i",
+        "ORDERRELAY_EXTEND_CLIENT_SECRET": "s",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    from worker.app import app
+
+    app.close()  # drop pooled broker connections made by earlier tests: this test's messages go to fakeredis
+    yield fakeredis.FakeRedis(server=server)
+    app.close()
+    get_settings.cache_clear()
+
+
+def test_submit_sends_orders_submit_with_the_job_and_a_redacted_repr(fake_broker, tmp_path):
+    from orderrelay.cli import main
+
+    path = tmp_path / "order.json"
+    order = sample_order("p-1")
+    path.write_text(json.dumps(order))
+    result = CliRunner().invoke(main, ["submit", "extend", str(path), "--key", "k-9"])
+    assert result.exit_code == 0, result.output
+    (raw,) = fake_broker.lrange("orders", 0, -1)
+    message = json.loads(raw)
+    headers = message["headers"]
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert headers["task"] == "orders.submit"
+    assert args == []
+    assert kwargs == {"provider": "extend", "order": order, "idempotency_key": "k-9"}
+    assert "Ada Lovelace" not in headers["kwargsrepr"]
+    assert "ada@example.com" not in headers["kwargsrepr"]
+
+
+def test_submit_refuses_a_file_that_is_not_json(fake_broker, tmp_path):
+    from orderrelay.cli import main
+
+    path = tmp_path / "order.json"
+    path.write_text("{not json")
+    result = CliRunner().invoke(main, ["submit", "extend", str(path)])
+    assert result.exit_code == 1
+    assert "is not JSON" in result.output
+    assert fake_broker.llen("orders") == 0
