@@ -43,7 +43,9 @@ class Http:
     def __init__(self, settings: Settings):
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
-                total=None, connect=settings.http_connect_timeout, sock_read=settings.http_read_timeout
+                total=settings.http_connect_timeout + 2 * settings.http_read_timeout,
+                connect=settings.http_connect_timeout,
+                sock_read=settings.http_read_timeout,
             ),
             connector=aiohttp.TCPConnector(limit=settings.http_max_connections, limit_per_host=0),
             headers={"User-Agent": USER_AGENT},

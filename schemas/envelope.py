@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +61,9 @@ def validate_job(job: Any, *, enabled: set[str] | frozenset[str], now: datetime 
         order = provider.OrderSchema().load(envelope["order"])
     except ValidationError as exc:
         raise JobInvalid(flatten_errors(exc.messages, "order")) from None
+    unstorable = _unstorable(order, "order")
+    if unstorable:
+        raise JobInvalid(unstorable)
     due_at = max(now, envelope.get("not_before") or now)
     try:
         wait = provider.wait(order) or timedelta(0)
@@ -71,12 +75,32 @@ def validate_job(job: Any, *, enabled: set[str] | frozenset[str], now: datetime 
     return Job(provider_id, order, envelope.get("idempotency_key"), due_at)
 
 
+def _unstorable(value: Any, path: str) -> dict[str, list[str]]:
+    """Values JSON allows but Postgres's jsonb refuses (NUL characters, NaN, infinity), by field path."""
+    if isinstance(value, dict):
+        found: dict[str, list[str]] = {}
+        for key, item in value.items():
+            if "\x00" in key:
+                found[path] = ["Keys must not contain NUL characters."]
+            found.update(_unstorable(item, f"{path}.{key}"))
+        return found
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _unstorable(item, f"{path}.{i}").items()}
+    if isinstance(value, str) and "\x00" in value:
+        return {path: ["Must not contain NUL characters."]}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {path: ["NaN and infinity are not numbers here."]}
+    return {}
+
+
 def redact(value: Any) -> Any:
     """A copy with card data masked, for storing and showing what an invalid job held."""
     if isinstance(value, dict):
         return {k: "[redacted]" if k in SECRET_KEYS else redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # jsonb has no NaN or infinity
     return value
 
 

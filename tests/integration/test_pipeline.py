@@ -73,7 +73,13 @@ def test_given_an_invalid_job_then_a_rejected_order_with_field_errors_and_no_cal
 
 
 def test_given_hostile_garbage_then_it_is_recorded_as_rejected(runtime, db, sandbox):
-    for garbage in ({"provider": ["x"], "order": "DROP TABLE orders;"}, {}, {"provider": "extend" * 1000}):
+    nan_order = sample_order("t-nan", analytics={"score": float("nan"), "note": "\x00"})
+    for garbage in (
+        {"provider": ["x"], "order": "DROP TABLE orders;"},
+        {},
+        {"provider": "extend" * 1000},
+        {"provider": "extend", "order": nan_order, "idempotency_key": "k\x00"},
+    ):
         step = pipeline.intake(runtime, garbage, message_id=str(uuid.uuid4()))
         assert order(db, step.order_id)["status"] == Status.REJECTED
 

@@ -82,6 +82,15 @@ def test_an_oversized_order_is_refused():
     assert errors(job(order=huge)) == {"order": [f"Larger than {MAX_ORDER_BYTES} bytes."]}
 
 
+def test_free_form_values_postgres_cannot_store_are_refused_by_path():
+    order = sample_order("t", analytics={"note": "a\x00b", "score": float("nan")}, saleOrigin={"x": [float("inf")]})
+    assert errors(job(order=order)) == {
+        "order.analytics.note": ["Must not contain NUL characters."],
+        "order.analytics.score": ["NaN and infinity are not numbers here."],
+        "order.saleOrigin.x.0": ["NaN and infinity are not numbers here."],
+    }
+
+
 def test_redact_masks_card_fields_at_any_depth():
     value = {"payment": {"accountNumber": "4111111111111111", "cvc": "123"}, "items": [{"cvc": "999"}], "a": 1}
     assert redact(value) == {
@@ -96,3 +105,4 @@ def test_stored_job_keeps_no_nul_and_cuts_huge_jobs():
     kept = stored_job({"x": "y" * 100_000})
     assert kept["_truncated"] is True and len(kept["_head"]) == 2000
     assert stored_job("just a string") == {"_job": "just a string"}
+    assert stored_job({"n": float("nan")}) == {"n": "nan"}
