@@ -60,6 +60,8 @@ def test_a_worker_places_an_extend_order_once(worker, celery_app, db, sandbox):
     made = sandbox.orders()
     assert made["count"] == 1
     assert made["orders"][0]["id"] == row["provider_ref"]
+    log = worker.log()
+    assert log.index("runtime ready") < log.index("ready.") < log.index("Task orders.submit")  # made at start-up
 
 
 def test_the_same_key_twice_makes_no_second_order(worker, celery_app, db, sandbox):
