@@ -6,7 +6,7 @@ Postgres, not Redis, holds the truth, so the sweep finds any work whose message 
 """
 
 from config.settings import get_settings
-from orderrelay.constants import QUEUE_ORDERS, TASK_PLACE, TASK_SUBMIT, TASK_SWEEP
+from orderrelay.constants import QUEUE_ORDERS, TASK_FOLLOW_UP, TASK_PLACE, TASK_SUBMIT, TASK_SWEEP
 
 _settings = get_settings()
 
@@ -28,13 +28,18 @@ worker_send_task_events = True  # Flower sees every task
 task_send_sent_event = True
 
 task_default_queue = QUEUE_ORDERS
-task_routes = {name: {"queue": QUEUE_ORDERS} for name in (TASK_SUBMIT, TASK_PLACE, TASK_SWEEP)}
+task_routes = {name: {"queue": QUEUE_ORDERS} for name in (TASK_SUBMIT, TASK_PLACE, TASK_SWEEP, TASK_FOLLOW_UP)}
 
 beat_schedule = {
     "sweep-due-orders": {
         "task": TASK_SWEEP,
         "schedule": _settings.sweep_interval,
         "options": {"expires": 60},
+    },
+    "follow-up-placed-orders": {
+        "task": TASK_FOLLOW_UP,
+        "schedule": _settings.follow_up_interval,
+        "options": {"expires": _settings.follow_up_interval},
     },
 }
 timezone = "UTC"

@@ -21,16 +21,30 @@ from orderrelay.errors import ConfigError
 
 PREFIX = "ORDERRELAY_"
 
-# Per provider: its default base URL and the names of the credentials it needs (ORDERRELAY_<ID>_<NAME>).
-PROVIDER_VARIABLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "extend": ("https://api-demo.helloextend.com", ("CLIENT_ID", "CLIENT_SECRET")),
+# Per provider, the variables it reads (ORDERRELAY_<ID>_<NAME>) with their defaults; None means required.
+# Names ending in _URL must be http(s) URLs; names ending in _PATH must start with "/".
+PROVIDER_VARIABLES: dict[str, dict[str, str | None]] = {
+    "extend": {"BASE_URL": "https://api-demo.helloextend.com", "CLIENT_ID": None, "CLIENT_SECRET": None},
+    "chaiz": {
+        "BASE_URL": "https://chaiz-api-uat.azurewebsites.net",
+        # Chaiz's create-order path is not public (it sits among /api/v2/Partners/...): set it per contract.
+        "ORDER_PATH": "/api/v2/Partners/CreateCompleteOrder",
+        "TOKEN": None,
+    },
+    "adobe_vip": {
+        "BASE_URL": "https://partnersandbox-stage.adobe.io",
+        "IMS_URL": "https://ims-na1.adobelogin.com",
+        "CLIENT_ID": None,
+        "CLIENT_SECRET": None,
+        "API_KEY": None,
+    },
 }
 BROKER_SCHEMES = {"redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"}
 
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """Where one provider lives and how we authenticate to it."""
+    """Where one provider lives and how we authenticate to it: its variables by lower-case name."""
 
     base_url: str
     credentials: dict[str, str] = field(repr=False)
@@ -54,6 +68,7 @@ class Settings:
     countdown_horizon: float = 300.0
     lease_seconds: float = 120.0
     sweep_interval: float = 15.0
+    follow_up_interval: float = 300.0
     visibility_timeout: float = 3600.0
     log_level: str = "INFO"
 
@@ -99,6 +114,7 @@ def load_settings() -> Settings:
             countdown_horizon=env.float("COUNTDOWN_HORIZON", 300.0, validate=Range(min=0)),
             lease_seconds=env.float("LEASE_SECONDS", 120.0, validate=Range(min=1)),
             sweep_interval=env.float("SWEEP_INTERVAL", 15.0, validate=Range(min=0.5)),
+            follow_up_interval=env.float("FOLLOW_UP_INTERVAL", 300.0, validate=Range(min=1)),
             visibility_timeout=env.float("VISIBILITY_TIMEOUT", 3600.0, validate=Range(min=60)),
             log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
         )
@@ -106,12 +122,13 @@ def load_settings() -> Settings:
         for provider in enabled or ():
             if provider not in PROVIDER_VARIABLES:
                 continue
-            default_url, secret_names = PROVIDER_VARIABLES[provider]
             upper = provider.upper()
-            providers[provider] = ProviderSettings(
-                base_url=env.str(f"{upper}_BASE_URL", default_url, validate=_http_url),
-                credentials={name.lower(): env.str(f"{upper}_{name}") for name in secret_names},
-            )
+            read: dict[str, str] = {}
+            for name, default in PROVIDER_VARIABLES[provider].items():
+                check = _http_url if name.endswith("_URL") else _path if name.endswith("_PATH") else None
+                args = (f"{upper}_{name}",) if default is None else (f"{upper}_{name}", default)
+                read[name.lower()] = env.str(*args, **({"validate": check} if check else {}))
+            providers[provider] = ProviderSettings(base_url=read.pop("base_url"), credentials=read)
     try:
         env.seal()
     except EnvValidationError as exc:
@@ -133,6 +150,11 @@ def _known_providers(values: list[str]) -> None:
     missing = [v for v in values if v not in PROVIDER_VARIABLES]
     if missing:
         raise ValidationError(f"Not implemented yet: {missing}.")
+
+
+def _path(value: str) -> None:
+    if not value.startswith("/"):
+        raise ValidationError("Must start with /.")
 
 
 def _http_url(value: str) -> None:

@@ -59,10 +59,11 @@ ORDER_FIELDS = (
 
 def order_view(row: dict) -> dict:
     """The stable ``--json`` shape of one order (card data never appears: only redacted requests are shown)."""
-    from schemas.envelope import redact
+    from orderrelay.constants import SECRET_KEYS
+    from orderrelay.vault import mask
 
     view = {name: row.get(name) for name in ORDER_FIELDS}
-    view["request"] = redact(row.get("request"))
+    view["request"] = mask(row.get("request"), SECRET_KEYS)
     view["attempts"] = row.get("attempts", [])
     view["events"] = row.get("events", [])
     return _jsonable(view)
@@ -101,9 +102,13 @@ def submit(provider: str, file, key: str | None, not_before: str | None) -> None
         order = json.load(file)
     except ValueError as exc:
         raise click.ClickException(f"{file.name} is not JSON: {exc}") from None
-    _settings()
+    settings = _settings()
+    import providers
+    from orderrelay.vault import Vault, seal_fields
     from worker.app import app
 
+    if provider in providers.REGISTRY and isinstance(order, dict):  # card data leaves this process sealed
+        order = seal_fields(Vault(settings.fernet_keys), order, providers.get(provider).CARD_FIELDS)
     key = key or str(uuid.uuid4())
     kwargs = {"provider": provider, "order": order, "idempotency_key": key}
     if not_before:

@@ -3,6 +3,7 @@
 TASK_SUBMIT = "orders.submit"
 TASK_PLACE = "orders.place"
 TASK_SWEEP = "orders.sweep"
+TASK_FOLLOW_UP = "orders.follow_up"
 
 QUEUE_ORDERS = "orders"
 

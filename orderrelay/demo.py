@@ -22,51 +22,10 @@ from rich.live import Live
 
 from orderrelay import embedded, processes
 from orderrelay.constants import FINAL_STATUSES, TASK_SUBMIT, Status
+from sandbox.samples import extend_order as sample_order
 
 console = Console(highlight=False)
 DELAY_DAYS = 0.0001  # 8.64 seconds
-
-
-def sample_order(transaction_id: str, **extra) -> dict:
-    """A valid Extend order: one contract line (product + plan) and one lead line."""
-    return {
-        "currency": "USD",
-        "storeId": "demo-store",
-        "transactionId": transaction_id,
-        "transactionDate": int(time.time() * 1000),
-        "customer": {
-            "name": "Ada Lovelace",
-            "email": "ada@example.com",
-            "billingAddress": {
-                "address1": "12 Analytical St",
-                "city": "Boston",
-                "countryCode": "US",
-                "postalCode": "02108",
-                "province": "MA",
-            },
-        },
-        "lineItems": [
-            {
-                "lineItemTransactionId": f"{transaction_id}-1",
-                "quantity": 1,
-                "product": {
-                    "id": "SKU-TV-55",
-                    "title": "55in TV",
-                    "listPrice": 49999,
-                    "purchasePrice": 44999,
-                    "purchaseDate": int(time.time() * 1000),
-                },
-                "plan": {"id": "PLAN-TV-3Y", "purchasePrice": 5999},
-            },
-            {
-                "lineItemTransactionId": f"{transaction_id}-2",
-                "quantity": 2,
-                "product": {"id": "SKU-HDMI", "title": "HDMI cable", "purchasePrice": 1299},
-            },
-        ],
-        "total": 54297,
-        **extra,
-    }
 
 
 def jobs(run_id: str) -> dict[str, dict]:

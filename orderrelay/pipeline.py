@@ -6,8 +6,6 @@ follow-up messages these functions ask for. Nothing here talks to the broker.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 import time
@@ -20,9 +18,10 @@ import providers
 from config.settings import Settings
 from orderrelay.constants import PROVIDER_IDS, Outcome, Status
 from orderrelay.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
+from orderrelay.vault import Vault, erase_fields, open_fields
 from providers import http as provider_http
 from providers.base import Placed
-from schemas.envelope import Job, stored_job, validate_job
+from schemas.envelope import Job, fingerprint_of, stored_job, validate_job
 from store import orders as store
 
 log = logging.getLogger("orderrelay.pipeline")
@@ -34,6 +33,7 @@ class Runtime(Protocol):
     settings: Settings
     db: Any
     http: provider_http.Http
+    vault: Vault
 
     def run(self, coro: Any) -> Any: ...
 
@@ -52,12 +52,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def request_hash(provider: Any, order: Any) -> str:
-    """A stable hash of what was asked, so a reused key with another body can be told apart."""
-    text = json.dumps({"provider": provider, "order": order}, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _schedule(rt: Runtime, order_id: uuid.UUID, status: str, due_at: datetime | None) -> Next:
     if status not in (Status.WAITING, Status.QUEUED, Status.RETRYING) or due_at is None:
         return Next(order_id, status)
@@ -73,7 +67,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
     """Validate a job and record it as an order (or a rejected one). A repeated key or message adds no row."""
     now = _now()
     try:
-        valid: Job = validate_job(job, enabled=frozenset(rt.settings.providers), now=now)
+        valid: Job = validate_job(job, enabled=frozenset(rt.settings.providers), vault=rt.vault, now=now)
     except JobInvalid as exc:
         return _reject(rt, job, exc, message_id)
     waits = valid.due_at > now
@@ -85,7 +79,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
             provider=valid.provider,
             status=status,
             request=valid.order,
-            request_hash=request_hash(valid.provider, valid.order),
+            request_hash=valid.fingerprint,
             idempotency_key=valid.idempotency_key,
             message_id=message_id,
             due_at=valid.due_at,
@@ -113,7 +107,7 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
             provider=provider,
             status=Status.REJECTED,
             request=kept,
-            request_hash=request_hash(provider, kept),
+            request_hash=fingerprint_of(provider, kept),
             idempotency_key=key if isinstance(key, str) else None,
             message_id=message_id,
             due_at=None,
@@ -147,11 +141,14 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
     started = time.perf_counter()
     placed: Placed | None = None
     error: ProviderError | None = None
+    order, unopened = open_fields(rt.vault, claim["request"], provider.CARD_FIELDS)
     try:
+        if unopened:
+            raise PermanentError("card data cannot be opened with the configured keys", details=sorted(unopened))
         if claim["previous_outcome"] == Outcome.IN_DOUBT:
-            placed = rt.run(provider_http.lookup(provider, rt.http, cfg, claim["request"]))
+            placed = rt.run(provider_http.lookup(provider, rt.http, cfg, order))
         if placed is None:
-            placed = rt.run(provider_http.place(provider, rt.http, cfg, claim["request"], key))
+            placed = rt.run(provider_http.place(provider, rt.http, cfg, order, key))
     except ProviderError as exc:
         error = exc
     except Exception as exc:  # a bug of ours mid-call: we cannot know whether the request went out
@@ -160,6 +157,7 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
     latency_ms = (time.perf_counter() - started) * 1000
     to_status, why, due_at = _decide(settings, provider, attempt, placed, error)
     in_horizon = due_at is not None and (due_at - _now()).total_seconds() <= settings.countdown_horizon
+    done = to_status in (Status.PLACED, Status.FAILED)
     with rt.db.connection() as conn:
         kept = store.finish_attempt(
             conn,
@@ -177,6 +175,7 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
             response=placed.response if placed else None,
             due_at=due_at,
             expected_at=due_at if in_horizon else None,
+            request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if done else None,
         )
     if not kept:
         log.warning("order %s: claim lost before attempt %d finished; outcome not recorded", order_id, attempt)
@@ -211,6 +210,48 @@ def _decide(
         return Status.FAILED, f"failed after {attempt} attempts: {detail}", None
     delay = backoff(settings, attempt, error.retry_after)
     return Status.RETRYING, f"retry in {delay:.1f}s: {detail}", _now() + timedelta(seconds=delay)
+
+
+def follow_up(rt: Runtime, *, limit: int = 200) -> int:
+    """Read placed orders whose provider status may still change; record changes. Returns how many changed."""
+    changed = 0
+    for provider_id, cfg in rt.settings.providers.items():
+        provider = providers.get(provider_id)
+        if not provider.PENDING_STATUSES:
+            continue
+        with rt.db.connection() as conn:
+            rows = store.pending_follow_ups(conn, provider_id, sorted(provider.PENDING_STATUSES), limit=limit)
+        for row in rows:
+            order, _ = open_fields(rt.vault, row["request"], provider.CARD_FIELDS)
+            try:
+                now = rt.run(provider_http.follow_up(provider, rt.http, cfg, order, row["provider_ref"]))
+            except ProviderError as exc:
+                log.warning("order %s provider=%s: follow-up failed: %s", row["id"], provider_id, exc.message)
+                now = None
+            with rt.db.connection() as conn:
+                if now is None or now.status == row["provider_status"]:
+                    store.touch(conn, row["id"])
+                    continue
+                failed = now.status in provider.FAILED_STATUSES
+                reason = f"{provider_id} status {row['provider_status']} -> {now.status}"
+                store.record_provider_status(
+                    conn,
+                    row["id"],
+                    provider_status=now.status,
+                    response=now.response,
+                    to_status=Status.FAILED if failed else Status.PLACED,
+                    reason=f"failed after creation: {reason}" if failed else reason,
+                    error={
+                        "kind": "permanent",
+                        "message": f"{provider_id} failed the order after creating it",
+                        "code": now.status,
+                    }
+                    if failed
+                    else None,
+                )
+            changed += 1
+            log.info("order %s provider=%s provider_status=%s failed=%s", row["id"], provider_id, now.status, failed)
+    return changed
 
 
 def sweep(rt: Runtime) -> list[uuid.UUID]:

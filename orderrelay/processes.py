@@ -138,7 +138,7 @@ def environment(broker_url: str, database_url: str, sandbox_port: int, **overrid
     """The process environment for orderrelay processes that talk to the sandbox's providers."""
     from cryptography.fernet import Fernet
 
-    from sandbox.app import DEFAULT_CREDENTIALS
+    from sandbox.app import provider_environment
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERRELAY_")}
     env.update(
@@ -147,10 +147,6 @@ def environment(broker_url: str, database_url: str, sandbox_port: int, **overrid
         ORDERRELAY_FERNET_KEYS=os.environ.get("ORDERRELAY_FERNET_KEYS") or Fernet.generate_key().decode(),
         PYTHONUNBUFFERED="1",
     )
-    for provider, (client_id, client_secret) in DEFAULT_CREDENTIALS.items():
-        upper = provider.upper()
-        env[f"ORDERRELAY_{upper}_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}/{provider}"
-        env[f"ORDERRELAY_{upper}_CLIENT_ID"] = client_id
-        env[f"ORDERRELAY_{upper}_CLIENT_SECRET"] = client_secret
+    env.update(provider_environment(sandbox_port))
     env.update({f"ORDERRELAY_{k.upper()}": v for k, v in overrides.items()})
     return env

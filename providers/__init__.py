@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from providers import extend
+from providers import adobe_vip, chaiz, extend
 from providers.base import Provider
 
-REGISTRY: dict[str, Provider] = {module.ID: module for module in (extend,)}  # type: ignore[misc]
+REGISTRY: dict[str, Provider] = {module.ID: module for module in (extend, chaiz, adobe_vip)}  # type: ignore[misc]
 
 
 def get(provider_id: str) -> Provider:

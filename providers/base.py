@@ -18,6 +18,7 @@ class Request:
     json: Any = None
     params: dict[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    form: dict[str, str] | None = None  # sent form-encoded instead of JSON
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,21 @@ class Provider(Protocol):
     IDEMPOTENT: bool
     # True when ``lookup`` can find an order the provider already made for ours (to reconcile a lost answer).
     LOOKUP: bool
+    # Card fields by dotted path, sealed at rest (True: keep the last four digits for display).
+    CARD_FIELDS: dict[str, bool]
+    # Fields removed from the stored order once it is placed or finally failed (the CVC).
+    ERASE_WHEN_DONE: tuple[str, ...]
     OrderSchema: type[Schema]
 
     def wait(self, order: dict) -> timedelta | None:
         """The wait the order asks for before it may be placed, if any."""
 
-    def request(self, order: dict, key: str) -> Request:
+    # Provider statuses of a placed order that may still change (Adobe's 1002), and those that mean the
+    # provider failed it after all; a scheduled follow-up reads orders in the first set until they leave it.
+    PENDING_STATUSES: frozenset[str]
+    FAILED_STATUSES: frozenset[str]
+
+    def request(self, order: dict, key: str, cfg: Any) -> Request:
         """The create-order request; ``key`` is the same on every attempt for the order."""
 
     def response(self, body: Any) -> Placed:
@@ -75,6 +85,9 @@ class Provider(Protocol):
 
     def found(self, body: Any) -> Placed | None:
         """The lookup's answer: the order it found, or None."""
+
+    def follow_up(self, order: dict, ref: str) -> Request | None:
+        """A request that reads a placed order's current state at the provider, or None where there is none."""
 
     async def authenticate(self, http: Any, credentials: Any, *, fresh: bool) -> dict[str, str]:
         """The auth headers; ``fresh`` asks for a new token after a 401."""

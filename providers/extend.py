@@ -15,27 +15,17 @@ from typing import Any
 from config.settings import ProviderSettings
 from providers.base import ErrorInfo, Placed, Request, Response
 from providers.http import Http, oauth_token
-from schemas.extend import OrderSchema
+from schemas.extend import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "extend"
 IDEMPOTENT = True
 LOOKUP = True
+CARD_FIELDS: dict[str, bool] = {}  # Extend orders carry no card data
+ERASE_WHEN_DONE: tuple[str, ...] = ()
+PENDING_STATUSES: frozenset[str] = frozenset()  # "pending" at Extend is a wait orderrelay has already served
+FAILED_STATUSES: frozenset[str] = frozenset()
 API_VERSION = "2022-02-01"
 ACCEPT = f"application/json; version={API_VERSION}"
-
-__all__ = [
-    "ID",
-    "IDEMPOTENT",
-    "LOOKUP",
-    "OrderSchema",
-    "authenticate",
-    "error",
-    "found",
-    "lookup",
-    "request",
-    "response",
-    "wait",
-]
 
 
 def wait(order: dict) -> timedelta | None:
@@ -44,7 +34,7 @@ def wait(order: dict) -> timedelta | None:
     return timedelta(days=days) if days else None
 
 
-def request(order: dict, key: str) -> Request:
+def request(order: dict, key: str, cfg: ProviderSettings) -> Request:
     """``POST /orders`` with the idempotency key; the delay is dropped because orderrelay already waited."""
     body = {k: v for k, v in order.items() if k != "transactionDelay"}
     return Request("POST", "/orders", json=body, headers={"X-Idempotency-Key": key, "Accept": ACCEPT})
@@ -65,6 +55,11 @@ def error(resp: Response) -> ErrorInfo:
             details=body.get("errors"),
         )
     return ErrorInfo(message=f"HTTP {resp.status}: {str(body)[:200]}")
+
+
+def follow_up(order: dict, ref: str) -> None:
+    """Not needed: a placed Extend order does not fail later."""
+    return None
 
 
 def lookup(order: dict) -> Request:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,7 +65,8 @@ class Http:
             async with self.session.request(
                 request.method,
                 url,
-                json=request.json,
+                json=request.json if request.form is None else None,
+                data=request.form,
                 params=request.params,
                 headers={**request.headers, **(headers or {})},
             ) as resp:
@@ -112,11 +114,25 @@ def check(provider: Provider, response: Response) -> None:
     if 200 <= response.status < 300:
         return
     info = provider.error(response)
-    kwargs = {"status": response.status, "code": info.code, "details": info.details}
+    kwargs = {"status": response.status, "code": info.code, "details": scrub(info.details)}
     if response.status == 429 or response.status >= 500:
         wait = retry_after(response.headers) if response.status in (429, 503) else None
-        raise RetryableError(info.message, retry_after=wait, **kwargs)
-    raise PermanentError(info.message, **kwargs)
+        raise RetryableError(scrub(info.message), retry_after=wait, **kwargs)
+    raise PermanentError(scrub(info.message), **kwargs)
+
+
+_CARD_LIKE = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
+
+
+def scrub(value: Any) -> Any:
+    """A provider's error text with anything shaped like a card number masked, before it is stored or logged."""
+    if isinstance(value, str):
+        return _CARD_LIKE.sub(lambda m: "*" * (len(m[0]) - 4) + m[0][-4:], value)
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
 
 
 async def call(provider: Provider, http: Http, cfg: ProviderSettings, request: Request) -> Response:
@@ -132,9 +148,19 @@ async def call(provider: Provider, http: Http, cfg: ProviderSettings, request: R
 
 async def place(provider: Provider, http: Http, cfg: ProviderSettings, order: dict, key: str) -> Placed:
     """Create the order at the provider; raises a ProviderError when it was not (or may not have been) made."""
-    response = await call(provider, http, cfg, provider.request(order, key))
+    response = await call(provider, http, cfg, provider.request(order, key, cfg))
     check(provider, response)
     return dataclasses.replace(provider.response(response.body), http_status=response.status)
+
+
+async def follow_up(provider: Provider, http: Http, cfg: ProviderSettings, order: dict, ref: str) -> Placed | None:
+    """The placed order as the provider sees it now; None where the provider offers no way to read it."""
+    request = provider.follow_up(order, ref)
+    if request is None:
+        return None
+    response = await call(provider, http, cfg, request)
+    check(provider, response)
+    return provider.response(response.body)
 
 
 async def lookup(provider: Provider, http: Http, cfg: ProviderSettings, order: dict) -> Placed | None:

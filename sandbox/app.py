@@ -1,31 +1,44 @@
 """The sandbox: every provider's simulated API under its own base path, and the admin API under ``/_sandbox/``.
 
-Admin API (for tests and the demo):
-  ``POST /_sandbox/reset``                      forget every order, token, stored result and fault
-  ``GET  /_sandbox/{provider}/orders``          what the provider created, and how many authenticated create calls came
-  ``POST /_sandbox/{provider}/faults``          ``{"latency_ms": 50, "script": [500, {"status": 429, "retry_after": 2},
-                                                "drop_after_create", 200]}`` (see ``sandbox.faults``)
-  ``POST /_sandbox/{provider}/tokens``          ``{"ttl": 300}`` sets the lifetime of new tokens;
-                                                ``{"expire": true}`` expires every token now
+Admin API (for tests and the demo), for every provider:
+  ``POST /_sandbox/reset``                forget every order, token, stored result and fault
+  ``GET  /_sandbox/{provider}/orders``    what the provider created, and how many authenticated create calls came
+  ``POST /_sandbox/{provider}/faults``    ``{"latency_ms": 50, "script": [500, {"status": 429, "retry_after": 2},
+                                          "drop_after_create", 200]}`` (see ``sandbox.faults``)
+  ``POST /_sandbox/{provider}/tokens``    ``{"ttl": 300}`` sets the lifetime of new tokens; ``{"expire": true}``
+                                          expires every token now
+and the provider's own (plan ids for Chaiz; customers, offers and status moves for Adobe).
 """
 
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 
 from aiohttp import web
 
-from sandbox.extend import ExtendState
-from sandbox.extend import make_app as extend_app
+from sandbox import adobe_vip, chaiz, extend
 
-DEFAULT_CREDENTIALS = {"extend": ("sandbox-client", "sandbox-secret")}
+MODULES: dict[str, ModuleType] = {"extend": extend, "chaiz": chaiz, "adobe_vip": adobe_vip}
 
 
-def make_app(credentials: dict[str, tuple[str, str]] | None = None) -> web.Application:
-    credentials = {**DEFAULT_CREDENTIALS, **(credentials or {})}
-    states = {"extend": ExtendState(*credentials["extend"])}
+def provider_environment(port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    """The ORDERRELAY_* variables that point each provider at a sandbox on ``host:port``, with its credentials."""
+    env = {}
+    for provider, module in MODULES.items():
+        upper = provider.upper()
+        env[f"ORDERRELAY_{upper}_BASE_URL"] = f"http://{host}:{port}/{provider}"
+        env.update({f"ORDERRELAY_{upper}_{name}": value for name, value in module.CREDENTIALS.items()})
+    env["ORDERRELAY_ADOBE_VIP_IMS_URL"] = f"http://{host}:{port}/adobe_vip"
+    return env
+
+
+def make_app() -> web.Application:
+    states = {provider: module.State() for provider, module in MODULES.items()}
     app = web.Application(client_max_size=2 * 1024 * 1024)
-    app.add_subapp("/extend", extend_app(states["extend"]))
+    for provider, module in MODULES.items():
+        app.add_subapp(f"/{provider}", module.make_app(states[provider]))
+        app.add_routes(module.make_admin(states[provider]))
     routes = web.RouteTableDef()
 
     def state_of(request: web.Request):

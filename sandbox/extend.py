@@ -1,7 +1,7 @@
 """Extend's API, simulated (seed 001 and PROVIDERS.md), under ``/extend``.
 
 - ``POST /auth/oauth/token``: client credentials in a JSON body; answers ``access_token`` and ``expires_in``
-  (the sandbox's ``token_ttl``, default 3600 s). Unknown credentials: 401.
+  (the sandbox's token lifetime, default 3600 s). Unknown credentials: 401.
 - ``POST /orders``: needs ``X-Extend-Access-Token`` (401 otherwise), ``Accept: application/json;
   version=2022-02-01`` (406 otherwise) and a UUID ``X-Idempotency-Key`` (400 otherwise). Validation failures
   answer 400 ``{"code": "ValidationError", "message", "errors": {path: [messages]}}`` and are not stored.
@@ -17,37 +17,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import time
 import uuid
 
 from aiohttp import web
 from marshmallow import ValidationError
 
-from sandbox.faults import Faults, drop, fault_response
+from sandbox.faults import ProviderState, scripted_create
 from schemas.extend import OrderSchema
 from schemas.fields import flatten_errors
 
 VERSION = "version=2022-02-01"
+CREDENTIALS = {"CLIENT_ID": "sandbox-client", "CLIENT_SECRET": "sandbox-secret"}
 
 
-class ExtendState:
-    """What the simulated Extend holds: credentials, tokens, orders, and stored results per idempotency key."""
-
-    def __init__(self, client_id: str, client_secret: str):
-        self.credentials = (client_id, client_secret)
-        self.token_ttl = 3600.0
-        self.reset()
+class State(ProviderState):
+    """The simulated Extend: its orders, and the stored result per idempotency key."""
 
     def reset(self) -> None:
-        self.tokens: dict[str, float] = {}
-        self.orders: list[dict] = []
+        super().reset()
         self.results: dict[str, tuple[str, int, dict]] = {}  # key -> (body hash, status, body)
-        self.faults = Faults()
-        self.create_requests = 0
-
-    def token_ok(self, token: str | None) -> bool:
-        return token is not None and self.tokens.get(token, 0) > time.monotonic()
 
 
 def _error(status: int, code: str, message: str, **extra) -> web.Response:
@@ -69,7 +58,7 @@ def _line(item: dict) -> dict:
     return line
 
 
-def make_app(state: ExtendState) -> web.Application:
+def make_app(state: State) -> web.Application:
     app = web.Application()
     routes = web.RouteTableDef()
 
@@ -79,13 +68,15 @@ def make_app(state: ExtendState) -> web.Application:
             body = await request.json()
         except ValueError:
             return _error(400, "BadRequest", "Body must be JSON.")
-        if (body.get("client_id"), body.get("client_secret")) != state.credentials:
+        if (body.get("client_id"), body.get("client_secret")) != (
+            CREDENTIALS["CLIENT_ID"],
+            CREDENTIALS["CLIENT_SECRET"],
+        ):
             return _error(401, "Unauthorized", "Invalid client credentials.")
-        value = secrets.token_urlsafe(24)
-        state.tokens[value] = time.monotonic() + state.token_ttl
-        return web.json_response({"access_token": value, "token_type": "Bearer", "expires_in": state.token_ttl})
+        value, ttl = state.issue_token()
+        return web.json_response({"access_token": value, "token_type": "Bearer", "expires_in": ttl})
 
-    def check_headers(request: web.Request) -> web.Response | None:
+    def refused(request: web.Request) -> web.Response | None:
         if not state.token_ok(request.headers.get("X-Extend-Access-Token")):
             return _error(401, "Unauthorized", "Missing, invalid or expired X-Extend-Access-Token.")
         if VERSION not in request.headers.get("Accept", ""):
@@ -94,10 +85,9 @@ def make_app(state: ExtendState) -> web.Application:
 
     @routes.post("/orders")
     async def create(request: web.Request) -> web.Response:
-        refused = check_headers(request)
-        if refused:
-            return refused
-        state.create_requests += 1  # authenticated create calls, whatever their fate
+        answer = refused(request)
+        if answer:
+            return answer
         key = request.headers.get("X-Idempotency-Key", "")
         try:
             uuid.UUID(key)
@@ -105,49 +95,56 @@ def make_app(state: ExtendState) -> web.Application:
             return _error(400, "InvalidIdempotencyKey", "X-Idempotency-Key must be a UUID.")
         raw = await request.read()
         digest = hashlib.sha256(raw).hexdigest()
-        fault = await state.faults.next()
-        if fault.drop:
-            return drop(request)
-        if key in state.results:
+
+        def replay() -> web.Response | None:
+            if key not in state.results:
+                return None
             stored_digest, status, body = state.results[key]
             if stored_digest != digest:
                 return _error(409, "IdempotencyKeyReused", "This idempotency key was used with another body.")
             return web.json_response(body, status=status, headers={"Idempotent-Replayed": "true"})
-        if fault.status != 200:
-            body = {"code": "SandboxFault", "message": f"scripted HTTP {fault.status}"}
-            if fault.stored:
-                state.results[key] = (digest, fault.status, body)
-            return fault_response(fault, body)
-        try:
-            order = OrderSchema().load(json.loads(raw))
-        except (ValueError, ValidationError) as exc:
-            errors = flatten_errors(exc.messages) if isinstance(exc, ValidationError) else {"_schema": [str(exc)]}
-            return _error(400, "ValidationError", "The order is not valid.", errors=errors)
-        lines = [_line(item) for item in order["lineItems"]]
-        if "transactionDelay" in order:
-            status = "pending"
-        elif any(line["status"] == "unfulfilled" for line in lines):
-            status = "open"
-        else:
-            status = "closed"
-        created = {
-            **order,
-            "id": str(uuid.uuid4()),
-            "status": status,
-            "lineItems": lines,
-            "createdAt": int(time.time() * 1000),
-        }
-        state.orders.append(created)
-        state.results[key] = (digest, 201, created)
-        if fault.drop_after_create:
-            return drop(request)
-        return web.json_response(created, status=201)
+
+        def store(response: web.Response) -> None:
+            state.results[key] = (digest, response.status, json.loads(response.body))
+
+        async def make() -> web.Response:
+            try:
+                order = OrderSchema().load(json.loads(raw))
+            except (ValueError, ValidationError) as exc:
+                errors = flatten_errors(exc.messages) if isinstance(exc, ValidationError) else {"_schema": [str(exc)]}
+                return _error(400, "ValidationError", "The order is not valid.", errors=errors)
+            lines = [_line(item) for item in order["lineItems"]]
+            if "transactionDelay" in order:
+                status = "pending"
+            elif any(line["status"] == "unfulfilled" for line in lines):
+                status = "open"
+            else:
+                status = "closed"
+            created = {
+                **order,
+                "id": str(uuid.uuid4()),
+                "status": status,
+                "lineItems": lines,
+                "createdAt": int(time.time() * 1000),
+            }
+            state.orders.append(created)
+            state.results[key] = (digest, 201, created)
+            return web.json_response(created, status=201)
+
+        return await scripted_create(
+            state,
+            request,
+            make,
+            lambda status: {"code": "SandboxFault", "message": f"scripted HTTP {status}"},
+            replay=replay,
+            store=store,
+        )
 
     @routes.get("/orders/search")
     async def search(request: web.Request) -> web.Response:
-        refused = check_headers(request)
-        if refused:
-            return refused
+        answer = refused(request)
+        if answer:
+            return answer
         transaction_id = request.query.get("transactionId")
         if not transaction_id:
             return _error(400, "BadRequest", "transactionId is required.")
@@ -155,3 +152,8 @@ def make_app(state: ExtendState) -> web.Application:
 
     app.add_routes(routes)
     return app
+
+
+def make_admin(state: State) -> web.RouteTableDef:
+    """Extend needs no admin calls beyond the shared ones."""
+    return web.RouteTableDef()

@@ -15,7 +15,10 @@ A script is a list consumed one entry per create-order request:
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,3 +79,57 @@ def drop(request: web.Request) -> web.Response:
 def fault_response(fault: Fault, body: dict) -> web.Response:
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
     return web.json_response(body, status=fault.status, headers=headers)
+
+
+class ProviderState:
+    """What every simulated provider keeps: orders made, authenticated create calls, tokens, faults."""
+
+    def __init__(self) -> None:
+        self.token_ttl = 3600.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.tokens: dict[str, float] = {}
+        self.orders: list[dict] = []
+        self.faults = Faults()
+        self.create_requests = 0
+
+    def issue_token(self) -> tuple[str, float]:
+        value = secrets.token_urlsafe(24)
+        self.tokens[value] = time.monotonic() + self.token_ttl
+        return value, self.token_ttl
+
+    def token_ok(self, token: str | None) -> bool:
+        return token is not None and self.tokens.get(token, 0) > time.monotonic()
+
+
+async def scripted_create(
+    state: ProviderState,
+    request: web.Request,
+    create: Callable[[], Awaitable[web.Response]],
+    fault_body: Callable[[int], dict],
+    *,
+    replay: Callable[[], web.Response | None] = lambda: None,
+    store: Callable[[web.Response], None] = lambda response: None,
+) -> web.Response:
+    """A create-order call run through the provider's fault script (see the module's docstring).
+
+    ``replay`` answers a repeated idempotency key from what was stored; ``store`` keeps a fault the API
+    itself produced (``stored``) under the key.
+    """
+    state.create_requests += 1
+    fault = await state.faults.next()
+    if fault.drop:
+        return drop(request)
+    replayed = replay()
+    if replayed is not None:
+        return replayed
+    if fault.status != 200:
+        response = fault_response(fault, fault_body(fault.status))
+        if fault.stored:
+            store(response)
+        return response
+    response = await create()
+    if fault.drop_after_create:
+        return drop(request)
+    return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from orderrelay.constants import PROVIDER_IDS, SECRET_KEYS
 from orderrelay.errors import JobInvalid
+from orderrelay.vault import Vault, mask, open_fields, seal_fields
 from providers import REGISTRY
 from schemas.fields import Text, flatten_errors
 
@@ -34,16 +36,20 @@ class JobSchema(Schema):
 
 @dataclass(frozen=True)
 class Job:
-    """A valid job: the provider id, the loaded order, and when it may be placed."""
+    """A valid job: the provider id, the loaded order (card fields sealed), a fingerprint, when it is due."""
 
     provider: str
     order: dict
+    fingerprint: str
     idempotency_key: str | None
     due_at: datetime
 
 
-def validate_job(job: Any, *, enabled: set[str] | frozenset[str], now: datetime | None = None) -> Job:
-    """Load and check a job; raise JobInvalid with every problem by field path (``order.lineItems.0.plan``)."""
+def validate_job(job: Any, *, enabled: set[str] | frozenset[str], vault: Vault, now: datetime | None = None) -> Job:
+    """Load and check a job; raise JobInvalid with every problem by field path (``order.lineItems.0.plan``).
+
+    Card fields a producer sealed are opened to be checked; the order returned has them sealed again.
+    """
     now = now or datetime.now(UTC)
     if not isinstance(job, dict):
         raise JobInvalid({"_schema": ["A job is an object of keyword arguments."]})
@@ -57,8 +63,11 @@ def validate_job(job: Any, *, enabled: set[str] | frozenset[str], now: datetime 
     if len(json.dumps(envelope["order"], default=str)) > MAX_ORDER_BYTES:
         raise JobInvalid({"order": [f"Larger than {MAX_ORDER_BYTES} bytes."]})
     provider = REGISTRY[provider_id]
+    opened, sealed_errors = open_fields(vault, envelope["order"], provider.CARD_FIELDS)
+    if sealed_errors:
+        raise JobInvalid({f"order.{path}": msgs for path, msgs in sealed_errors.items()})
     try:
-        order = provider.OrderSchema().load(envelope["order"])
+        order = provider.OrderSchema().load(opened)
     except ValidationError as exc:
         raise JobInvalid(flatten_errors(exc.messages, "order")) from None
     unstorable = _unstorable(order, "order")
@@ -72,7 +81,20 @@ def validate_job(job: Any, *, enabled: set[str] | frozenset[str], now: datetime 
             raise OverflowError
     except OverflowError:
         raise JobInvalid({"order": ["The wait it asks for ends too far in the future to schedule."]}) from None
-    return Job(provider_id, order, envelope.get("idempotency_key"), due_at)
+    fingerprint = fingerprint_of(provider_id, mask(order, SECRET_KEYS))
+    return Job(
+        provider_id,
+        seal_fields(vault, order, provider.CARD_FIELDS),
+        fingerprint,
+        envelope.get("idempotency_key"),
+        due_at,
+    )
+
+
+def fingerprint_of(provider: Any, order: Any) -> str:
+    """A stable hash of what was asked (card numbers only by their last four), to tell a reused key's bodies apart."""
+    text = json.dumps({"provider": provider, "order": order}, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _unstorable(value: Any, path: str) -> dict[str, list[str]]:

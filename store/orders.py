@@ -81,6 +81,7 @@ def finish_attempt(
     response: dict | None = None,
     due_at: datetime | None = None,
     expected_at: datetime | None = None,
+    request: dict | None = None,
 ) -> bool:
     """Record an attempt's result and move the order on; False when the claim was lost meanwhile."""
     row = conn.execute(
@@ -100,6 +101,7 @@ def finish_attempt(
             "response": _json(response),
             "due_at": due_at,
             "expected_at": expected_at,
+            "request": _json(request),
         },
     ).fetchone()
     return row is not None
@@ -128,6 +130,42 @@ def transition(
         },
     ).fetchone()
     return row["from_status"] if row else None
+
+
+def pending_follow_ups(conn: Connection, provider: str, statuses: list[str], *, limit: int = 200) -> list[dict]:
+    """Placed orders of a provider whose status there may still change, least recently read first."""
+    return conn.execute(
+        queries.PENDING_FOLLOW_UPS, {"provider": provider, "statuses": statuses, "limit": limit}
+    ).fetchall()
+
+
+def record_provider_status(
+    conn: Connection,
+    order_id: uuid.UUID,
+    *,
+    provider_status: str | None,
+    response: dict,
+    to_status: str,
+    reason: str,
+    error: dict | None = None,
+) -> None:
+    """A placed order's new status at the provider (and ours, if the provider failed it), with its event."""
+    conn.execute(
+        queries.RECORD_PROVIDER_STATUS,
+        {
+            "id": order_id,
+            "provider_status": provider_status,
+            "response": Jsonb(response),
+            "to_status": to_status,
+            "reason": reason,
+            "error": _json(error),
+        },
+    )
+
+
+def touch(conn: Connection, order_id: uuid.UUID) -> None:
+    """Note that an order was looked at (the follow-up reads the least recently looked at first)."""
+    conn.execute(queries.TOUCH, {"id": order_id})
 
 
 def set_expected(conn: Connection, order_id: uuid.UUID, expected_at: datetime) -> None:

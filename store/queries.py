@@ -61,6 +61,7 @@ WITH att AS (
         provider_ref = coalesce(%(provider_ref)s, o.provider_ref),
         provider_status = coalesce(%(provider_status)s, o.provider_status),
         response = coalesce(%(response)s, o.response),
+        request = coalesce(%(request)s, o.request),
         last_error = %(error)s,
         due_at = %(due_at)s, expected_at = %(expected_at)s,
         lease_until = NULL, claim_token = NULL,
@@ -117,6 +118,27 @@ UPDATE attempts SET finished_at = clock_timestamp(), outcome = 'in_doubt',
                     error = '{"kind": "in_doubt", "message": "the worker was lost during the call"}'
 WHERE order_id = %(id)s AND finished_at IS NULL
 """
+
+# Placed orders whose provider status may still change (Adobe's 1002), least recently looked at first.
+PENDING_FOLLOW_UPS = """
+SELECT id, provider, request, provider_ref, provider_status FROM orders
+WHERE status = 'placed' AND provider = %(provider)s AND provider_status = ANY(%(statuses)s)
+ORDER BY updated_at
+LIMIT %(limit)s
+"""
+
+RECORD_PROVIDER_STATUS = """
+WITH upd AS (
+    UPDATE orders SET provider_status = %(provider_status)s, response = %(response)s, status = %(to_status)s,
+                      last_error = coalesce(%(error)s, last_error), updated_at = clock_timestamp()
+    WHERE id = %(id)s AND status = 'placed'
+    RETURNING id
+)
+INSERT INTO order_events (order_id, from_status, to_status, reason)
+SELECT id, 'placed', %(to_status)s, %(reason)s FROM upd
+"""
+
+TOUCH = "UPDATE orders SET updated_at = clock_timestamp() WHERE id = %(id)s"
 
 SET_EXPECTED = "UPDATE orders SET expected_at = %(expected_at)s WHERE id = %(id)s"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orderrelay import pipeline
-from orderrelay.constants import TASK_PLACE, TASK_SUBMIT, TASK_SWEEP
+from orderrelay.constants import TASK_FOLLOW_UP, TASK_PLACE, TASK_SUBMIT, TASK_SWEEP
 from worker import runtime
 from worker.app import app
 
@@ -41,3 +41,9 @@ def sweep() -> dict:
     for order_id in ids:
         place.apply_async((str(order_id),))
     return {"enqueued": len(ids)}
+
+
+@app.task(name=TASK_FOLLOW_UP, **RETRY)
+def follow_up() -> dict:
+    """Read placed orders whose provider status may still change (Adobe's 1002) and record what changed."""
+    return {"changed": pipeline.follow_up(runtime.current())}

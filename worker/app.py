@@ -5,9 +5,20 @@ Settings are read when the configuration is first needed; bad variables stop sta
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery, signals
 
+from config.settings import get_settings
+from orderrelay.errors import ConfigError
 from worker import runtime
+
+try:
+    get_settings()
+except ConfigError as exc:
+    if "celery" in sys.argv[0]:  # started as `celery -A worker.app ...`: say what is wrong, not a traceback
+        sys.exit(str(exc))
+    raise
 
 app = Celery("orderrelay", include=["tasks.orders"])
 app.config_from_object("config.celery_config")

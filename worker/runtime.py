@@ -17,6 +17,7 @@ import psycopg
 import psycopg_pool
 
 from config.settings import Settings, get_settings
+from orderrelay.vault import Vault
 from providers.http import Http
 from store.db import make_pool
 
@@ -33,6 +34,7 @@ class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.pid = os.getpid()
+        self.vault = Vault(settings.fernet_keys)
         self.db = make_pool(settings.database_url, settings.db_pool_size)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="orderrelay-loop", daemon=True)

@@ -11,7 +11,7 @@ import pytest
 
 from orderrelay import processes
 from orderrelay.constants import TASK_SUBMIT, Status
-from orderrelay.demo import sample_order
+from sandbox.samples import extend_order as sample_order
 from tests.conftest import started, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ import pytest
 
 from orderrelay import pipeline
 from orderrelay.constants import Status
-from orderrelay.demo import sample_order
+from sandbox.samples import extend_order as sample_order
 from store import orders as store
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from orderrelay.demo import sample_order
 from sandbox.faults import Fault, parse_step
+from sandbox.samples import extend_order as sample_order
 
 pytestmark = pytest.mark.integration
 ACCEPT = "application/json; version=2022-02-01"

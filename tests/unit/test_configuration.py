@@ -29,6 +29,7 @@ def conf(request):
         ORDERRELAY_FERNET_KEYS=Fernet.generate_key().decode(),
         ORDERRELAY_EXTEND_CLIENT_ID="i",
         ORDERRELAY_EXTEND_CLIENT_SECRET="s",
+        ORDERRELAY_PROVIDERS="extend",
     )
     get_settings.cache_clear()
     from worker.app import app
@@ -52,12 +53,12 @@ def test_celery_is_configured_for_at_least_once_work(conf):
 def test_task_names_are_registered(conf):
     _, app = conf
     app.loader.import_default_modules()
-    assert {"orders.submit", "orders.place", "orders.sweep"} <= set(app.tasks)
+    assert {"orders.submit", "orders.place", "orders.sweep", "orders.follow_up"} <= set(app.tasks)
 
 
 def test_beat_runs_the_sweep(conf):
     c, _ = conf
-    assert [entry["task"] for entry in c.beat_schedule.values()] == ["orders.sweep"]
+    assert sorted(entry["task"] for entry in c.beat_schedule.values()) == ["orders.follow_up", "orders.sweep"]
 
 
 def test_docker_compose_matches_the_compose_specification():

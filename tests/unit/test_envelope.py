@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 
-from orderrelay.demo import sample_order
 from orderrelay.errors import JobInvalid
+from orderrelay.vault import Vault
+from sandbox.samples import extend_order as sample_order
 from schemas.envelope import MAX_ORDER_BYTES, redact, stored_job, validate_job
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ENABLED = frozenset({"extend"})
+VAULT = Vault([Fernet.generate_key().decode()])
 
 
 def job(**overrides) -> dict:
@@ -20,24 +23,27 @@ def job(**overrides) -> dict:
 
 def errors(value) -> dict[str, list[str]]:
     with pytest.raises(JobInvalid) as info:
-        validate_job(value, enabled=ENABLED, now=NOW)
+        validate_job(value, enabled=ENABLED, vault=VAULT, now=NOW)
     return info.value.errors
 
 
 def test_a_valid_job_is_due_now():
-    valid = validate_job(job(idempotency_key="k-1"), enabled=ENABLED, now=NOW)
+    valid = validate_job(job(idempotency_key="k-1"), enabled=ENABLED, vault=VAULT, now=NOW)
     assert (valid.provider, valid.idempotency_key, valid.due_at) == ("extend", "k-1", NOW)
 
 
 def test_fractional_transaction_delay_becomes_the_due_time():
-    valid = validate_job(job(order=sample_order("t", transactionDelay=0.5)), enabled=ENABLED, now=NOW)
+    valid = validate_job(job(order=sample_order("t", transactionDelay=0.5)), enabled=ENABLED, vault=VAULT, now=NOW)
     assert valid.due_at == NOW + timedelta(hours=12)
 
 
 def test_not_before_and_delay_take_the_later_of_the_two():
     later = NOW + timedelta(days=2)
     valid = validate_job(
-        job(order=sample_order("t", transactionDelay=1), not_before=later.isoformat()), enabled=ENABLED, now=NOW
+        job(order=sample_order("t", transactionDelay=1), not_before=later.isoformat()),
+        enabled=ENABLED,
+        vault=VAULT,
+        now=NOW,
     )
     assert valid.due_at == later
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 
 import pytest
-from marshmallow import ValidationError
 
-from orderrelay.demo import sample_order
+from sandbox.samples import extend_order as sample_order
 from schemas.extend import OrderSchema
-from schemas.fields import flatten_errors
+from tests.helpers import DELETE, case_ids, mutated
+from tests.helpers import errors_of as schema_errors
 
 
 def load(order: dict) -> dict:
@@ -17,9 +17,7 @@ def load(order: dict) -> dict:
 
 
 def errors_of(order: dict) -> dict[str, list[str]]:
-    with pytest.raises(ValidationError) as info:
-        load(order)
-    return flatten_errors(info.value.messages)
+    return schema_errors(OrderSchema, order)
 
 
 def test_the_sample_order_is_valid():
@@ -49,22 +47,6 @@ def test_fractional_transaction_delay_is_kept():
 def test_money_accepts_the_largest_safe_integer():
     assert load(sample_order("t", total=2**53 - 1))["total"] == 2**53 - 1
 
-
-def _set(path: str, value):
-    def mutate(order: dict) -> None:
-        *parents, last = path.split(".")
-        node = order
-        for part in parents:
-            node = node[int(part)] if part.isdigit() else node[part]
-        if value is DELETE:
-            del node[int(last) if last.isdigit() else last]
-        else:
-            node[int(last) if last.isdigit() else last] = value
-
-    return mutate
-
-
-DELETE = object()
 
 CASES = [
     # required fields
@@ -127,11 +109,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "error_path"), CASES, ids=[f"{c[0]}={c[1]!r:.20}" for c in CASES])
+@pytest.mark.parametrize(("path", "value", "error_path"), CASES, ids=case_ids(CASES))
 def test_each_constraint_fails_with_its_field_path(path, value, error_path):
-    order = sample_order("t-bad")
-    _set(path, value)(order)
-    errors = errors_of(order)
+    errors = errors_of(mutated(sample_order("t-bad"), path, value))
     assert error_path in errors, errors
 
 

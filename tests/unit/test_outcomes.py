@@ -114,7 +114,7 @@ def test_in_doubt_resends_only_where_a_key_or_lookup_makes_it_safe():
 
 def test_extend_request_drops_the_consumed_wait_and_sends_the_key():
     order = {"transactionId": "t", "transactionDelay": 0.5, "currency": "USD"}
-    request = extend.request(order, "key-1")
+    request = extend.request(order, "key-1", None)
     assert request.json == {"transactionId": "t", "currency": "USD"}
     assert request.headers["X-Idempotency-Key"] == "key-1"
     assert request.headers["Accept"] == "application/json; version=2022-02-01"

@@ -12,7 +12,7 @@ import fakeredis
 import pytest
 from click.testing import CliRunner
 
-from orderrelay.demo import sample_order
+from sandbox.samples import extend_order as sample_order
 
 
 @pytest.fixture
@@ -32,6 +32,8 @@ def fake_broker(monkeypatch):
         "ORDERRELAY_FERNET_KEYS": Fernet.generate_key().decode(),
         "ORDERRELAY_EXTEND_CLIENT_ID": "i",
         "ORDERRELAY_EXTEND_CLIENT_SECRET": "s",
+        "ORDERRELAY_PROVIDERS": "extend,chaiz",
+        "ORDERRELAY_CHAIZ_TOKEN": "t",
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()

@@ -14,6 +14,10 @@ GOOD = {
     "ORDERRELAY_FERNET_KEYS": Fernet.generate_key().decode(),
     "ORDERRELAY_EXTEND_CLIENT_ID": "id",
     "ORDERRELAY_EXTEND_CLIENT_SECRET": "secret",
+    "ORDERRELAY_CHAIZ_TOKEN": "chaiz-token",
+    "ORDERRELAY_ADOBE_VIP_CLIENT_ID": "adobe-id",
+    "ORDERRELAY_ADOBE_VIP_CLIENT_SECRET": "adobe-secret",
+    "ORDERRELAY_ADOBE_VIP_API_KEY": "adobe-key",
 }
 
 
@@ -38,7 +42,8 @@ def test_good_environment_loads(environ):
 
 def test_secrets_stay_out_of_the_repr(environ):
     text = repr(load_settings())
-    assert "secret" not in text and GOOD["ORDERRELAY_FERNET_KEYS"] not in text and "postgres@" not in text
+    for value in ("secret", "chaiz-token", "adobe-key", GOOD["ORDERRELAY_FERNET_KEYS"], "postgres@"):
+        assert value not in text
 
 
 def test_every_bad_variable_is_named_at_once(environ):
@@ -75,7 +80,17 @@ def test_countdown_horizon_must_stay_under_the_visibility_timeout(environ):
         load_settings()
 
 
-def test_a_deployment_without_extend_needs_no_extend_credentials(environ):
+def test_a_deployment_without_a_provider_needs_none_of_its_credentials(environ):
     environ.delenv("ORDERRELAY_EXTEND_CLIENT_ID")
-    environ.setenv("ORDERRELAY_PROVIDERS", "")
-    assert load_settings().providers == {}
+    environ.delenv("ORDERRELAY_CHAIZ_TOKEN")
+    environ.setenv("ORDERRELAY_PROVIDERS", "adobe_vip")
+    assert list(load_settings().providers) == ["adobe_vip"]
+
+
+def test_provider_specific_variables(environ):
+    environ.setenv("ORDERRELAY_CHAIZ_ORDER_PATH", "no-slash")
+    environ.delenv("ORDERRELAY_ADOBE_VIP_API_KEY")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "ORDERRELAY_CHAIZ_ORDER_PATH: Must start with /." in str(info.value)
+    assert "ORDERRELAY_ADOBE_VIP_API_KEY" in str(info.value)

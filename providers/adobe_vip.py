@@ -1,0 +1,96 @@
+"""Adobe VIP Marketplace orders (seed 002): ``POST /v3/customers/{customerId}/orders``.
+
+Auth: an IMS token (client credentials, form-encoded, at the IMS host), renewed before expiry and on a 401,
+with ``X-Api-Key``. Idempotency: ``X-Correlation-Id`` is the order's provider key, the same on every attempt;
+Adobe replays any response given for it. ``X-Request-Id`` is new for every request.
+Orders start as 1002 (pending) and may still fail (1004, 1020-1026): a scheduled follow-up reads them with
+``GET /v3/customers/{customerId}/orders/{orderId}`` until their status is final.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from config.settings import ProviderSettings
+from providers.base import ErrorInfo, Placed, Request, Response
+from providers.http import Http, oauth_token
+from schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
+
+ID = "adobe_vip"
+IDEMPOTENT = True
+LOOKUP = False  # an order can be read only by the orderId a lost answer would have carried
+CARD_FIELDS: dict[str, bool] = {}
+ERASE_WHEN_DONE: tuple[str, ...] = ()
+PENDING_STATUSES = frozenset({"1002"})
+FAILED_STATUSES = frozenset({"1004", "1020", "1022", "1024", "1026"})
+JSON = {"Accept": "application/json"}
+
+
+def wait(order: dict) -> timedelta | None:
+    """Adobe orders carry no wait of their own."""
+    return None
+
+
+def request(order: dict, key: str, cfg: ProviderSettings) -> Request:
+    """The order without its routing fields, the correlation id (same every attempt), a new request id."""
+    body = {k: v for k, v in order.items() if k not in ROUTING_FIELDS}
+    return Request(
+        "POST",
+        f"/v3/customers/{order['customerId']}/orders",
+        json=body,
+        headers={**JSON, "X-Correlation-Id": key, "X-Request-Id": str(uuid.uuid4())},
+    )
+
+
+def response(body: Any) -> Placed:
+    """Adobe's order: ``orderId`` and its status code (1002 at first); a preview makes no order to follow."""
+    if not body.get("orderId"):
+        return Placed(ref="(preview)", status="preview", response=body)
+    return Placed(ref=str(body["orderId"]), status=body.get("status"), response=body)
+
+
+def error(resp: Response) -> ErrorInfo:
+    """``{"code", "message", "additionalDetails"}``; a 504 says ``error_code`` instead of ``code``."""
+    body = resp.body
+    if isinstance(body, dict):
+        code = body.get("code", body.get("error_code"))
+        return ErrorInfo(
+            message=str(body.get("message") or f"HTTP {resp.status}"),
+            code=None if code is None else str(code),
+            details=body.get("additionalDetails") or None,
+        )
+    return ErrorInfo(message=f"HTTP {resp.status}: {str(body)[:200]}")
+
+
+def lookup(order: dict) -> None:
+    """No lookup by correlation id: a lost answer is resent with the same correlation id instead."""
+    return None
+
+
+def found(body: Any) -> Placed | None:
+    return None
+
+
+def follow_up(order: dict, ref: str) -> Request:
+    """Read the order's current status."""
+    return Request(
+        "GET", f"/v3/customers/{order['customerId']}/orders/{ref}", headers={**JSON, "X-Request-Id": str(uuid.uuid4())}
+    )
+
+
+async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+    """An IMS access token (client credentials) and the integration's API key."""
+    token_request = Request(
+        "POST",
+        "/ims/token/v3",
+        form={
+            "grant_type": "client_credentials",
+            "client_id": cfg.credentials["client_id"],
+            "client_secret": cfg.credentials["client_secret"],
+            "scope": "openid,AdobeID,read_organizations",
+        },
+    )
+    token = await oauth_token(http, ID, cfg.credentials["ims_url"], token_request, fresh=fresh)
+    return {"Authorization": f"Bearer {token}", "X-Api-Key": cfg.credentials["api_key"]}

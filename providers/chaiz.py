@@ -1,0 +1,90 @@
+"""Chaiz vehicle service contracts (seed 000): a complete order with card payment, for plans from a plan search.
+
+Auth: a long-lived partner JWT, ``Authorization: Bearer``; a 401 cannot be cured by a new token.
+Every answer is wrapped: ``{"response": <body|null>, "errorResponse": {"errors": [{"errorMessage",
+"errorField", "errorCode", "errorNumber", "suggestions"}]}}``; the error numbers are kept.
+No idempotency key and no known lookup: a lost answer makes the order ``in_doubt``, never a blind resend.
+Card fields (``payment.accountNumber``, ``payment.cvc``) are sealed at rest; the CVC is erased when done.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from config.settings import ProviderSettings
+from orderrelay.errors import AuthError, PermanentError
+from providers.base import ErrorInfo, Placed, Request, Response
+from providers.http import Http
+from schemas.chaiz import OrderSchema  # noqa: F401 - part of the provider interface
+
+ID = "chaiz"
+IDEMPOTENT = False
+LOOKUP = False
+CARD_FIELDS = {"payment.accountNumber": True, "payment.cvc": False}
+ERASE_WHEN_DONE = ("payment.cvc",)
+PENDING_STATUSES: frozenset[str] = frozenset()
+FAILED_STATUSES: frozenset[str] = frozenset()
+
+
+def wait(order: dict) -> timedelta | None:
+    """Chaiz orders carry no wait of their own."""
+    return None
+
+
+def request(order: dict, key: str, cfg: ProviderSettings) -> Request:
+    """The complete-order call at the configured path (Chaiz has no idempotency key to send)."""
+    return Request("POST", cfg.credentials["order_path"], json=order, headers={"Accept": "application/json"})
+
+
+def _errors(body: Any) -> list[dict]:
+    if isinstance(body, dict) and isinstance(body.get("errorResponse"), dict):
+        errors = body["errorResponse"].get("errors")
+        return errors if isinstance(errors, list) else []
+    return []
+
+
+def response(body: Any) -> Placed:
+    """The unwrapped order; a 2xx whose ``response`` is null but carries errors is a refusal."""
+    inner = body.get("response") if isinstance(body, dict) else None
+    if not isinstance(inner, dict):
+        info = _info(body, "Chaiz answered without an order")
+        raise PermanentError(info.message, code=info.code, details=info.details)
+    return Placed(ref=str(inner["orderId"]), status=inner.get("status"), response=inner)
+
+
+def _info(body: Any, fallback: str) -> ErrorInfo:
+    errors = _errors(body)
+    if not errors:
+        return ErrorInfo(message=fallback if not isinstance(body, str) else f"{fallback}: {body[:200]}")
+    message = "; ".join(
+        f"{e.get('errorMessage')}" + (f" ({e['errorField']})" if e.get("errorField") else "") for e in errors
+    )
+    first = errors[0]
+    code = " ".join(str(first[k]) for k in ("errorNumber", "errorCode") if first.get(k) is not None) or None
+    return ErrorInfo(message=message, code=code, details=errors)
+
+
+def error(resp: Response) -> ErrorInfo:
+    """Chaiz's wrapped errors: every message with its field, the first error's number and code."""
+    return _info(resp.body, f"HTTP {resp.status}")
+
+
+def lookup(order: dict) -> None:
+    """Chaiz has no known lookup."""
+    return None
+
+
+def found(body: Any) -> Placed | None:
+    return None
+
+
+def follow_up(order: dict, ref: str) -> None:
+    return None
+
+
+async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+    """The partner's long-lived token; when Chaiz refuses it, only a new configured token helps."""
+    if fresh:
+        raise AuthError("Chaiz refused the configured partner token (ORDERRELAY_CHAIZ_TOKEN)", status=401)
+    return {"Authorization": f"Bearer {cfg.credentials['token']}"}
