@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orderrelay.constants import ALL_STATUSES, PROVIDER_IDS, TASK_SUBMIT
+from orderrelay.constants import ALL_STATUSES, PROVIDER_IDS
 from orderrelay.errors import ConfigError, OrderNotFound
 
 console = Console(highlight=False)
@@ -103,17 +103,12 @@ def submit(provider: str, file, key: str | None, not_before: str | None) -> None
     except ValueError as exc:
         raise click.ClickException(f"{file.name} is not JSON: {exc}") from None
     settings = _settings()
-    import providers
-    from orderrelay.vault import Vault, seal_fields
+    from orderrelay.producer import send
+    from orderrelay.vault import Vault
     from worker.app import app
 
-    if provider in providers.REGISTRY and isinstance(order, dict):  # card data leaves this process sealed
-        order = seal_fields(Vault(settings.fernet_keys), order, providers.get(provider).CARD_FIELDS)
     key = key or str(uuid.uuid4())
-    kwargs = {"provider": provider, "order": order, "idempotency_key": key}
-    if not_before:
-        kwargs["not_before"] = not_before
-    app.send_task(TASK_SUBMIT, kwargs=kwargs, kwargsrepr=repr({"provider": provider, "idempotency_key": key}))
+    send(app, Vault(settings.fernet_keys), provider, order, idempotency_key=key, not_before=not_before)
     click.echo(f"submitted; idempotency key {key}\nfollow it with: orderrelay show --key {key}")
 
 

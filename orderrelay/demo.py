@@ -1,8 +1,8 @@
 """``orderrelay demo``: the main job end to end, on the configured Redis and Postgres or embedded ones.
 
 It starts the sandbox, a real Celery worker and beat, submits three Extend orders (one valid, one invalid,
-one with a short fractional-day ``transactionDelay``), shows their progress live, prints the outcome table,
-and exits 0 only if every order ended as expected.
+one with a short fractional-day ``transactionDelay``) and one valid order each for Chaiz and Adobe VIP, shows
+their progress live, prints the outcome table, and exits 0 only if every order ended as expected.
 """
 
 from __future__ import annotations
@@ -21,34 +21,50 @@ from rich.console import Console
 from rich.live import Live
 
 from orderrelay import embedded, processes
-from orderrelay.constants import FINAL_STATUSES, TASK_SUBMIT, Status
+from orderrelay.constants import FINAL_STATUSES, Status
+from sandbox.samples import adobe_order, chaiz_order
 from sandbox.samples import extend_order as sample_order
 
 console = Console(highlight=False)
 DELAY_DAYS = 0.0001  # 8.64 seconds
 
 
-def jobs(run_id: str) -> dict[str, dict]:
-    """The demo's three jobs by name, each with the status it must end in."""
+def jobs(run_id: str, sandbox_url: str) -> dict[str, tuple[dict, str]]:
+    """The demo's jobs by name, each with the status it must end in; ids come from the sandbox's admin API."""
     invalid = sample_order(f"demo-{run_id}-invalid", currency="XXY", total=-5)
     invalid["lineItems"][0]["plan"]["purchasePrice"] = 19.99
     del invalid["customer"]["email"]
+    plan = _admin(sandbox_url, "chaiz/plans")
+    customer, offer = _admin(sandbox_url, "adobe_vip/customers"), _admin(sandbox_url, "adobe_vip/offers")
+    orders = {
+        "extend valid": ("extend", sample_order(f"demo-{run_id}-valid"), Status.PLACED),
+        "extend invalid": ("extend", invalid, Status.REJECTED),
+        "extend delayed": (
+            "extend",
+            sample_order(f"demo-{run_id}-delayed", transactionDelay=DELAY_DAYS),
+            Status.PLACED,
+        ),
+        "chaiz valid": ("chaiz", chaiz_order(plan["searchResultPlanId"], plan["addons"][:1]), Status.PLACED),
+        "adobe_vip valid": ("adobe_vip", adobe_order(customer["customerId"], offer["offerId"]), Status.PLACED),
+    }
     return {
-        "valid": {
-            "provider": "extend",
-            "order": sample_order(f"demo-{run_id}-valid"),
-            "idempotency_key": f"demo-{run_id}-valid",
-        },
-        "invalid": {"provider": "extend", "order": invalid, "idempotency_key": f"demo-{run_id}-invalid"},
-        "delayed": {
-            "provider": "extend",
-            "order": sample_order(f"demo-{run_id}-delayed", transactionDelay=DELAY_DAYS),
-            "idempotency_key": f"demo-{run_id}-delayed",
-        },
+        name: (
+            {"provider": provider, "order": order, "idempotency_key": f"demo-{run_id}-{name.replace(' ', '-')}"},
+            status,
+        )
+        for name, (provider, order, status) in orders.items()
     }
 
 
-EXPECTED = {"valid": Status.PLACED, "invalid": Status.REJECTED, "delayed": Status.PLACED}
+def _admin(sandbox_url: str, path: str, method: str = "POST") -> dict:
+    request = urllib.request.Request(
+        f"{sandbox_url}/_sandbox/{path}",
+        data=b"{}" if method == "POST" else None,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return json.load(resp)
 
 
 def run(*, timeout: float, workdir: Path) -> int:
@@ -88,18 +104,23 @@ def _submit_and_watch(database_url: str, port: int, timeout: float) -> bool:
     import psycopg
     from psycopg.rows import dict_row
 
+    from config.settings import get_settings
     from orderrelay.cli import orders_table
+    from orderrelay.producer import send
+    from orderrelay.vault import Vault
     from worker.app import app
 
     run_id = uuid.uuid4().hex[:8]
-    demo_jobs = jobs(run_id)
-    for name, job in demo_jobs.items():
-        app.send_task(TASK_SUBMIT, kwargs=job, kwargsrepr=repr({"provider": job["provider"], "job": name}))
+    sandbox_url = f"http://127.0.0.1:{port}"
+    demo_jobs = jobs(run_id, sandbox_url)
+    vault = Vault(get_settings().fernet_keys)
+    for job, _ in demo_jobs.values():
+        send(app, vault, job["provider"], job["order"], idempotency_key=job["idempotency_key"])
     console.print(
-        f"submitted {len(demo_jobs)} Extend orders (run {run_id}); the delayed one waits "
+        f"submitted {len(demo_jobs)} orders (run {run_id}); the delayed one waits "
         f"{timedelta(days=DELAY_DAYS).total_seconds():.1f}s"
     )
-    keys = {job["idempotency_key"]: name for name, job in demo_jobs.items()}
+    names = {job["idempotency_key"]: name for name, (job, _) in demo_jobs.items()}
     deadline = time.monotonic() + timeout
     rows: list[dict] = []
     with (
@@ -108,42 +129,34 @@ def _submit_and_watch(database_url: str, port: int, timeout: float) -> bool:
     ):
         while time.monotonic() < deadline:
             rows = conn.execute(
-                "SELECT * FROM orders WHERE idempotency_key = ANY(%s) ORDER BY created_at", [list(keys)]
+                "SELECT * FROM orders WHERE idempotency_key = ANY(%s) ORDER BY created_at", [list(names)]
             ).fetchall()
             live.update(orders_table(rows, title=f"orders of run {run_id}"))
-            if len(rows) == len(keys) and all(r["status"] in FINAL_STATUSES for r in rows):
+            if len(rows) == len(names) and all(r["status"] in FINAL_STATUSES for r in rows):
                 break
             time.sleep(0.25)
-        console.print()
-        delays = {
-            r["idempotency_key"]: (r["placed_at"] - r["created_at"]).total_seconds() for r in rows if r["placed_at"]
-        }
-    by_name = {keys[r["idempotency_key"]]: r for r in rows}
+    console.print()
+    by_name = {names[r["idempotency_key"]]: r for r in rows}
     ok = True
-    for name, status in EXPECTED.items():
-        row = by_name.get(name)
-        got = row["status"] if row else "missing"
-        good = got == status
+
+    def report(good: bool, text: str) -> None:
+        nonlocal ok
         ok &= good
-        console.print(f"{'[green]ok[/]' if good else '[red]FAIL[/]'}  {name}: expected {status}, got {got}")
-    rejected = by_name.get("invalid")
-    if rejected and rejected["errors"]:
-        for path, messages in rejected["errors"].items():
-            console.print(f"      invalid order field error  {path}: {' '.join(messages)}")
-    wait = delays.get(demo_jobs["delayed"]["idempotency_key"])
-    needed = timedelta(days=DELAY_DAYS).total_seconds()
-    if wait is not None:
-        good = wait >= needed
-        ok &= good
-        console.print(
-            f"{'[green]ok[/]' if good else '[red]FAIL[/]'}  delayed order placed {wait:.1f}s after "
-            f"it was received (wait asked: {needed:.1f}s)"
+        console.print(f"{'[green]ok[/]' if good else '[red]FAIL[/]'}  {text}")
+
+    for name, (_, status) in demo_jobs.items():
+        got = by_name[name]["status"] if name in by_name else "missing"
+        report(got == status, f"{name}: expected {status}, got {got}")
+    for path, messages in (by_name.get("extend invalid") or {}).get("errors", {}).items():
+        console.print(f"      field error  {path}: {' '.join(messages)}")
+    delayed = by_name.get("extend delayed")
+    if delayed and delayed["placed_at"]:
+        waited = (delayed["placed_at"] - delayed["created_at"]).total_seconds()
+        needed = timedelta(days=DELAY_DAYS).total_seconds()
+        report(
+            waited >= needed, f"extend delayed: placed {waited:.1f}s after it was received (wait asked: {needed:.1f}s)"
         )
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sandbox/extend/orders", timeout=5) as resp:
-        created = json.load(resp)["count"]
-    good = created == 2
-    ok &= good
-    console.print(
-        f"{'[green]ok[/]' if good else '[red]FAIL[/]'}  the sandbox's Extend made {created} order(s) (expected 2)"
-    )
+    for provider, expected in (("extend", 2), ("chaiz", 1), ("adobe_vip", 1)):
+        made = _admin(sandbox_url, f"{provider}/orders", method="GET")["count"]
+        report(made == expected, f"the sandbox's {provider} made {made} order(s) (expected {expected})")
     return ok

@@ -179,3 +179,55 @@ def test_the_demo_passes_on_these_services(service_env, logs):
     result = run_cli(env, "demo", "--timeout", "60")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "demo passed" in result.stdout
+
+
+def provider_order(sandbox, provider: str) -> dict:
+    """A valid order for ``provider``, with the plan, customer and offer ids made through the sandbox's admin API."""
+    from sandbox.samples import adobe_order, chaiz_order
+
+    if provider == "chaiz":
+        plan = sandbox.admin("chaiz/plans", {})
+        return chaiz_order(plan["searchResultPlanId"], plan["addons"])
+    customer, offer = sandbox.admin("adobe_vip/customers", {}), sandbox.admin("adobe_vip/offers", {})
+    return adobe_order(customer["customerId"], offer["offerId"])
+
+
+@pytest.mark.parametrize("provider", ["chaiz", "adobe_vip"])
+def test_a_worker_places_a_valid_order(provider, worker, celery_app, db, sandbox):
+    key = f"e2e-{provider}"
+    submit(celery_app, provider=provider, order=provider_order(sandbox, provider), idempotency_key=key)
+    row = final(db, key)
+    made = sandbox.orders(provider)
+    assert row["status"] == Status.PLACED
+    assert count(db, "attempts", row["id"]) == 1
+    assert made["count"] == 1
+    assert row["provider_ref"] == str(made["orders"][0]["orderId"])
+
+
+@pytest.mark.parametrize(
+    ("provider", "spoil", "code"),
+    [
+        ("chaiz", lambda o: o.update(searchResultPlanIds=[424242]), "4020 PlanNotFound"),
+        ("adobe_vip", lambda o: o["lineItems"][0].update(offerId="NO-SUCH-OFFER"), "2122"),
+    ],
+)
+def test_a_provider_4xx_fails_with_its_code_and_is_not_retried(provider, spoil, code, worker, celery_app, db, sandbox):
+    order = provider_order(sandbox, provider)
+    spoil(order)
+    key = f"e2e-4xx-{provider}"
+    submit(celery_app, provider=provider, order=order, idempotency_key=key)
+    row = final(db, key)
+    assert row["status"] == Status.FAILED
+    assert row["last_error"]["code"] == code
+    assert count(db, "attempts", row["id"]) == 1
+    assert sandbox.orders(provider)["create_requests"] == 1
+
+
+@pytest.mark.parametrize(("provider", "status"), [("chaiz", Status.IN_DOUBT), ("adobe_vip", Status.PLACED)])
+def test_a_connection_dropped_after_create(provider, status, worker, celery_app, db, sandbox):
+    sandbox.script(provider, script=["drop_after_create"])
+    key = f"e2e-drop-{provider}"
+    submit(celery_app, provider=provider, order=provider_order(sandbox, provider), idempotency_key=key)
+    row = final(db, key)
+    assert row["status"] == status
+    assert sandbox.orders(provider)["count"] == 1

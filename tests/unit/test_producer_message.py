@@ -73,3 +73,19 @@ def test_submit_refuses_a_file_that_is_not_json(fake_broker, tmp_path):
     assert result.exit_code == 1
     assert "is not JSON" in result.output
     assert fake_broker.llen("orders") == 0
+
+
+def test_card_fields_leave_the_process_sealed(fake_broker, tmp_path):
+    from orderrelay.cli import main
+    from sandbox.samples import TEST_CARD, chaiz_order
+
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(chaiz_order(100)))
+    result = CliRunner().invoke(main, ["submit", "chaiz", str(path), "--key", "k-card"])
+    assert result.exit_code == 0, result.output
+    (raw,) = fake_broker.lrange("orders", 0, -1)
+    assert TEST_CARD.encode() not in raw
+    assert b'"123"' not in base64.b64decode(json.loads(raw)["body"])
+    _, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
+    assert kwargs["order"]["payment"]["accountNumber"]["last4"] == "1111"
+    assert "$sealed" in kwargs["order"]["payment"]["cvc"]
