@@ -123,3 +123,83 @@ def test_fault_steps_parse():
     assert parse_step({"status": 500, "stored": True}) == Fault(status=500, stored=True)
     with pytest.raises(ValueError, match="not a fault step"):
         parse_step("explode")
+
+
+def adobe_call(sandbox, path, body=None, headers=None, method="POST"):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"{sandbox.url}/adobe_vip{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+@pytest.fixture
+def adobe_headers(sandbox):
+    form = b"grant_type=client_credentials&client_id=sandbox-adobe-client&client_secret=sandbox-adobe-secret"
+    req = urllib.request.Request(f"{sandbox.url}/adobe_vip/ims/token/v3", data=form, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        token = json.load(resp)["access_token"]
+    return {"Authorization": f"Bearer {token}", "X-Api-Key": "sandbox-adobe-key"}
+
+
+def test_adobe_needs_a_correlation_id_and_a_fresh_request_id(sandbox, adobe_headers):
+    from sandbox.samples import adobe_order
+
+    customer = sandbox.admin("adobe_vip/customers", {})["customerId"]
+    offer = sandbox.admin("adobe_vip/offers", {})["offerId"]
+    body = {k: v for k, v in adobe_order(customer, offer).items() if k != "customerId"}
+    path = f"/v3/customers/{customer}/orders"
+    assert adobe_call(sandbox, path, body, adobe_headers)[1]["code"] == "4119"
+    first = adobe_call(sandbox, path, body, {**adobe_headers, "X-Correlation-Id": "c-1", "X-Request-Id": "r-1"})
+    again = adobe_call(sandbox, path, body, {**adobe_headers, "X-Correlation-Id": "c-1", "X-Request-Id": "r-2"})
+    reused = adobe_call(sandbox, path, body, {**adobe_headers, "X-Correlation-Id": "c-2", "X-Request-Id": "r-1"})
+    assert first[0] == 201
+    assert first[1]["status"] == "1002"
+    assert again == first  # the first response, replayed
+    assert (reused[0], reused[1]["code"]) == (400, "4120")
+    assert sandbox.orders("adobe_vip")["count"] == 1
+
+
+def test_adobe_auth_errors_use_adobes_codes(sandbox, adobe_headers):
+    path = "/v3/customers/1/orders"
+    assert adobe_call(sandbox, path, {}, {"X-Correlation-Id": "c"})[1]["code"] == "4117"
+    assert adobe_call(sandbox, path, {}, {**adobe_headers, "Authorization": "Bearer nope"})[1]["code"] == "4116"
+    assert adobe_call(sandbox, path, {}, {**adobe_headers, "X-Api-Key": "nope"})[1]["code"] == "4115"
+
+
+def test_adobe_validation_codes(sandbox, adobe_headers):
+    customer = sandbox.admin("adobe_vip/customers", {})["customerId"]
+    path = f"/v3/customers/{customer}/orders"
+    line = {"extLineItemNumber": 1, "offerId": "x", "quantity": 1, "currencyCode": "USD"}
+    cases = {
+        "1122": {"lineItems": [line]},
+        "1121": {"orderType": "NEW", "lineItems": [line], "surprise": 1},
+        "2121": {"orderType": "NEW", "lineItems": [line, line]},
+        "2140": {"orderType": "NEW", "currencyCode": "USD", "lineItems": [line]},
+        "2122": {"orderType": "NEW", "lineItems": [line]},
+    }
+    for number, (code, body) in enumerate(cases.items()):
+        status, answer = adobe_call(sandbox, path, body, {**adobe_headers, "X-Correlation-Id": f"v-{number}"})
+        assert (status, answer["code"]) == (400, code), answer
+
+
+def test_chaiz_answers_in_its_wrapper(sandbox):
+    req = urllib.request.Request(
+        f"{sandbox.url}/chaiz/api/v2/Partners/CreateCompleteOrder",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": "Bearer wrong"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=10)
+    body = json.load(info.value)
+    assert info.value.code == 401
+    assert body["response"] is None
+    assert body["errorResponse"]["errors"][0]["errorCode"] == "Unauthorized"
