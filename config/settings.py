@@ -38,6 +38,20 @@ PROVIDER_VARIABLES: dict[str, dict[str, str | None]] = {
         "CLIENT_SECRET": None,
         "API_KEY": None,
     },
+    "battleface": {
+        "BASE_URL": "https://gateway.battleface.com",
+        # How partners get their JWT is not public: the token path is the sandbox's choice until confirmed.
+        "TOKEN_PATH": "/api/partner/auth/token",
+        "CLIENT_ID": None,
+        "CLIENT_SECRET": None,
+    },
+    "webroot": {
+        "BASE_URL": "https://unityapi.webrootcloudav.com",
+        "CLIENT_ID": None,
+        "CLIENT_SECRET": None,
+        "USERNAME": None,
+        "PASSWORD": None,
+    },
 }
 BROKER_SCHEMES = {"redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"}
 

@@ -1,7 +1,7 @@
 """``orderrelay demo``: the main job end to end, on the configured Redis and Postgres or embedded ones.
 
 It starts the sandbox, a real Celery worker and beat, submits three Extend orders (one valid, one invalid,
-one with a short fractional-day ``transactionDelay``) and one valid order each for Chaiz and Adobe VIP, shows
+one with a short fractional-day ``transactionDelay``) and one valid order each for the other providers, shows
 their progress live, prints the outcome table, and exits 0 only if every order ended as expected.
 """
 
@@ -22,7 +22,7 @@ from rich.live import Live
 
 from orderrelay import embedded, processes
 from orderrelay.constants import FINAL_STATUSES, Status
-from sandbox.samples import adobe_order, chaiz_order
+from sandbox.samples import adobe_order, battleface_order, chaiz_order, webroot_order
 from sandbox.samples import extend_order as sample_order
 
 console = Console(highlight=False)
@@ -36,6 +36,9 @@ def jobs(run_id: str, sandbox_url: str) -> dict[str, tuple[dict, str]]:
     del invalid["customer"]["email"]
     plan = _admin(sandbox_url, "chaiz/plans")
     customer, offer = _admin(sandbox_url, "adobe_vip/customers"), _admin(sandbox_url, "adobe_vip/offers")
+    _admin(sandbox_url, "battleface/products")
+    quote = _admin(sandbox_url, "battleface/quotes")["quote_id"]
+    cart = _admin(sandbox_url, "webroot/carts")["VendorOrderCode"]
     orders = {
         "extend valid": ("extend", sample_order(f"demo-{run_id}-valid"), Status.PLACED),
         "extend invalid": ("extend", invalid, Status.REJECTED),
@@ -46,6 +49,8 @@ def jobs(run_id: str, sandbox_url: str) -> dict[str, tuple[dict, str]]:
         ),
         "chaiz valid": ("chaiz", chaiz_order(plan["searchResultPlanId"], plan["addons"][:1]), Status.PLACED),
         "adobe_vip valid": ("adobe_vip", adobe_order(customer["customerId"], offer["offerId"]), Status.PLACED),
+        "battleface valid": ("battleface", battleface_order(quote), Status.PLACED),
+        "webroot valid": ("webroot", webroot_order(cart), Status.PLACED),
     }
     return {
         name: (
@@ -156,7 +161,7 @@ def _submit_and_watch(database_url: str, port: int, timeout: float) -> bool:
         report(
             waited >= needed, f"extend delayed: placed {waited:.1f}s after it was received (wait asked: {needed:.1f}s)"
         )
-    for provider, expected in (("extend", 2), ("chaiz", 1), ("adobe_vip", 1)):
+    for provider, expected in (("extend", 2), ("chaiz", 1), ("adobe_vip", 1), ("battleface", 1), ("webroot", 1)):
         made = _admin(sandbox_url, f"{provider}/orders", method="GET")["count"]
         report(made == expected, f"the sandbox's {provider} made {made} order(s) (expected {expected})")
     return ok

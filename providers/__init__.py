@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from providers import adobe_vip, chaiz, extend
+from providers import adobe_vip, battleface, chaiz, extend, webroot
 from providers.base import Provider
 
-REGISTRY: dict[str, Provider] = {module.ID: module for module in (extend, chaiz, adobe_vip)}  # type: ignore[misc]
+REGISTRY: dict[str, Provider] = {module.ID: module for module in (extend, chaiz, adobe_vip, battleface, webroot)}  # type: ignore[misc]
 
 
 def get(provider_id: str) -> Provider:

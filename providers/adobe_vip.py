@@ -10,11 +10,10 @@ Orders start as 1002 (pending) and may still fail (1004, 1020-1026): a scheduled
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from config.settings import ProviderSettings
-from providers.base import ErrorInfo, Placed, Request, Response
+from providers.base import ErrorInfo, Placed, Request, Response, no_lookup, no_wait, nothing_found
 from providers.http import Http, oauth_token
 from schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
 
@@ -25,12 +24,9 @@ CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
 PENDING_STATUSES = frozenset({"1002"})
 FAILED_STATUSES = frozenset({"1004", "1020", "1022", "1024", "1026"})
+# No lookup by correlation id: a lost answer is resent with the same correlation id instead.
+wait, lookup, found = no_wait, no_lookup, nothing_found
 JSON = {"Accept": "application/json"}
-
-
-def wait(order: dict) -> timedelta | None:
-    """Adobe orders carry no wait of their own."""
-    return None
 
 
 def request(order: dict, key: str, cfg: ProviderSettings) -> Request:
@@ -64,15 +60,6 @@ def error(resp: Response) -> ErrorInfo:
     return ErrorInfo(message=f"HTTP {resp.status}: {str(body)[:200]}")
 
 
-def lookup(order: dict) -> None:
-    """No lookup by correlation id: a lost answer is resent with the same correlation id instead."""
-    return None
-
-
-def found(body: Any) -> Placed | None:
-    return None
-
-
 def follow_up(order: dict, ref: str) -> Request:
     """Read the order's current status."""
     return Request(
@@ -82,7 +69,7 @@ def follow_up(order: dict, ref: str) -> Request:
 
 async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
     """An IMS access token (client credentials) and the integration's API key."""
-    token_request = Request(
+    grant = Request(
         "POST",
         "/ims/token/v3",
         form={
@@ -92,5 +79,5 @@ async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dic
             "scope": "openid,AdobeID,read_organizations",
         },
     )
-    token = await oauth_token(http, ID, cfg.credentials["ims_url"], token_request, fresh=fresh)
+    token = await oauth_token(http, ID, cfg.credentials["ims_url"], lambda _: grant, fresh=fresh)
     return {"Authorization": f"Bearer {token}", "X-Api-Key": cfg.credentials["api_key"]}

@@ -91,3 +91,23 @@ class Provider(Protocol):
 
     async def authenticate(self, http: Any, credentials: Any, *, fresh: bool) -> dict[str, str]:
         """The auth headers; ``fresh`` asks for a new token after a 401."""
+
+
+# For providers without the capability: ``lookup = no_lookup`` and so on, so every module has every name.
+def no_wait(order: dict) -> timedelta | None:
+    """The order carries no wait of its own."""
+    return None
+
+
+def no_lookup(order: dict) -> None:
+    """The provider has no known lookup."""
+    return None
+
+
+def nothing_found(body: Any) -> None:
+    return None
+
+
+def no_follow_up(order: dict, ref: str) -> None:
+    """A placed order does not change later (or no way to read it is known)."""
+    return None

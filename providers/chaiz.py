@@ -9,12 +9,11 @@ Card fields (``payment.accountNumber``, ``payment.cvc``) are sealed at rest; the
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from config.settings import ProviderSettings
 from orderrelay.errors import AuthError, PermanentError
-from providers.base import ErrorInfo, Placed, Request, Response
+from providers.base import ErrorInfo, Placed, Request, Response, no_follow_up, no_lookup, no_wait, nothing_found
 from providers.http import Http
 from schemas.chaiz import OrderSchema  # noqa: F401 - part of the provider interface
 
@@ -25,11 +24,7 @@ CARD_FIELDS = {"payment.accountNumber": True, "payment.cvc": False}
 ERASE_WHEN_DONE = ("payment.cvc",)
 PENDING_STATUSES: frozenset[str] = frozenset()
 FAILED_STATUSES: frozenset[str] = frozenset()
-
-
-def wait(order: dict) -> timedelta | None:
-    """Chaiz orders carry no wait of their own."""
-    return None
+wait, lookup, found, follow_up = no_wait, no_lookup, nothing_found, no_follow_up
 
 
 def request(order: dict, key: str, cfg: ProviderSettings) -> Request:
@@ -68,19 +63,6 @@ def _info(body: Any, fallback: str) -> ErrorInfo:
 def error(resp: Response) -> ErrorInfo:
     """Chaiz's wrapped errors: every message with its field, the first error's number and code."""
     return _info(resp.body, f"HTTP {resp.status}")
-
-
-def lookup(order: dict) -> None:
-    """Chaiz has no known lookup."""
-    return None
-
-
-def found(body: Any) -> Placed | None:
-    return None
-
-
-def follow_up(order: dict, ref: str) -> None:
-    return None
 
 
 async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from config.settings import ProviderSettings
-from providers.base import ErrorInfo, Placed, Request, Response
+from providers.base import ErrorInfo, Placed, Request, Response, no_follow_up
 from providers.http import Http, oauth_token
 from schemas.extend import OrderSchema  # noqa: F401 - part of the provider interface
 
@@ -24,6 +24,7 @@ CARD_FIELDS: dict[str, bool] = {}  # Extend orders carry no card data
 ERASE_WHEN_DONE: tuple[str, ...] = ()
 PENDING_STATUSES: frozenset[str] = frozenset()  # "pending" at Extend is a wait orderrelay has already served
 FAILED_STATUSES: frozenset[str] = frozenset()
+follow_up = no_follow_up  # a placed Extend order does not fail later
 API_VERSION = "2022-02-01"
 ACCEPT = f"application/json; version={API_VERSION}"
 
@@ -57,11 +58,6 @@ def error(resp: Response) -> ErrorInfo:
     return ErrorInfo(message=f"HTTP {resp.status}: {str(body)[:200]}")
 
 
-def follow_up(order: dict, ref: str) -> None:
-    """Not needed: a placed Extend order does not fail later."""
-    return None
-
-
 def lookup(order: dict) -> Request:
     """Orders Extend holds for the order's ``transactionId``."""
     return Request(
@@ -77,15 +73,11 @@ def found(body: Any) -> Placed | None:
 
 async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
     """``X-Extend-Access-Token`` from the client-credentials token endpoint."""
-    token_request = Request(
-        "POST",
-        "/auth/oauth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": cfg.credentials["client_id"],
-            "client_secret": cfg.credentials["client_secret"],
-        },
-        headers={"Accept": ACCEPT},
-    )
-    token = await oauth_token(http, ID, cfg.base_url, token_request, fresh=fresh)
+    body = {
+        "grant_type": "client_credentials",
+        "client_id": cfg.credentials["client_id"],
+        "client_secret": cfg.credentials["client_secret"],
+    }
+    grant = Request("POST", "/auth/oauth/token", json=body, headers={"Accept": ACCEPT})
+    token = await oauth_token(http, ID, cfg.base_url, lambda _: grant, fresh=fresh)
     return {"X-Extend-Access-Token": token}

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from marshmallow import ValidationError
 
-from sandbox.faults import ProviderState, scripted_create
+from sandbox.faults import ProviderState, json_body, scripted_create
 from schemas.adobe_vip import ROUTING_FIELDS, OrderSchema
 from schemas.fields import flatten_errors
 
@@ -179,24 +179,21 @@ def make_app(state: State) -> web.Application:
 def make_admin(state: State) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
-    async def _body(request: web.Request) -> dict:
-        return await request.json() if request.can_read_body else {}
-
     @routes.post("/_sandbox/adobe_vip/customers")
     async def customers(request: web.Request) -> web.Response:
-        customer_id = (await _body(request)).get("customerId") or str(next(state._ids))
+        customer_id = (await json_body(request)).get("customerId") or str(next(state._ids))
         state.customers.add(customer_id)
         return web.json_response({"customerId": customer_id})
 
     @routes.post("/_sandbox/adobe_vip/offers")
     async def offers(request: web.Request) -> web.Response:
-        offer_id = (await _body(request)).get("offerId") or f"6500{next(state._ids)}CA01A12"
+        offer_id = (await json_body(request)).get("offerId") or f"6500{next(state._ids)}CA01A12"
         state.offers.add(offer_id)
         return web.json_response({"offerId": offer_id})
 
     @routes.post("/_sandbox/adobe_vip/orders/{order_id}/status")
     async def move(request: web.Request) -> web.Response:
-        status = (await _body(request))["status"]
+        status = (await json_body(request))["status"]
         for order in state.orders:
             if order["orderId"] == request.match_info["order_id"]:
                 order["status"] = status

@@ -7,7 +7,8 @@ Admin API (for tests and the demo), for every provider:
                                           "drop_after_create", 200]}`` (see ``sandbox.faults``)
   ``POST /_sandbox/{provider}/tokens``    ``{"ttl": 300}`` sets the lifetime of new tokens; ``{"expire": true}``
                                           expires every token now
-and the provider's own (plan ids for Chaiz; customers, offers and status moves for Adobe).
+and the provider's own: plan ids for Chaiz; customers, offers and status moves for Adobe; quotes and products
+for battleface; carts and token grant counts for Webroot.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from types import ModuleType
 
 from aiohttp import web
 
-from sandbox import adobe_vip, chaiz, extend
+from sandbox import adobe_vip, battleface, chaiz, extend, webroot
 
-MODULES: dict[str, ModuleType] = {"extend": extend, "chaiz": chaiz, "adobe_vip": adobe_vip}
+MODULES: dict[str, ModuleType] = {
+    "extend": extend,
+    "chaiz": chaiz,
+    "adobe_vip": adobe_vip,
+    "battleface": battleface,
+    "webroot": webroot,
+}
 
 
 def provider_environment(port: int, host: str = "127.0.0.1") -> dict[str, str]:

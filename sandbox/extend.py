@@ -23,7 +23,7 @@ import uuid
 from aiohttp import web
 from marshmallow import ValidationError
 
-from sandbox.faults import ProviderState, scripted_create
+from sandbox.faults import ProviderState, client_credentials_token, scripted_create
 from schemas.extend import OrderSchema
 from schemas.fields import flatten_errors
 
@@ -64,17 +64,9 @@ def make_app(state: State) -> web.Application:
 
     @routes.post("/auth/oauth/token")
     async def token(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "BadRequest", "Body must be JSON.")
-        if (body.get("client_id"), body.get("client_secret")) != (
-            CREDENTIALS["CLIENT_ID"],
-            CREDENTIALS["CLIENT_SECRET"],
-        ):
-            return _error(401, "Unauthorized", "Invalid client credentials.")
-        value, ttl = state.issue_token()
-        return web.json_response({"access_token": value, "token_type": "Bearer", "expires_in": ttl})
+        return await client_credentials_token(
+            request, state, CREDENTIALS, lambda status, message: _error(status, "Unauthorized", message)
+        )
 
     def refused(request: web.Request) -> web.Response | None:
         if not state.token_ok(request.headers.get("X-Extend-Access-Token")):

@@ -133,3 +133,22 @@ async def scripted_create(
     if fault.drop_after_create:
         return drop(request)
     return response
+
+
+async def json_body(request: web.Request) -> dict:
+    """An admin call's JSON body, or {} when it has none."""
+    return await request.json() if request.can_read_body else {}
+
+
+async def client_credentials_token(
+    request: web.Request, state: ProviderState, credentials: dict, refuse: Callable[[int, str], web.Response]
+) -> web.Response:
+    """A token endpoint taking ``client_id`` and ``client_secret`` in a JSON body (Extend's; battleface's)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return refuse(400, "Body must be JSON.")
+    if (body.get("client_id"), body.get("client_secret")) != (credentials["CLIENT_ID"], credentials["CLIENT_SECRET"]):
+        return refuse(401, "Invalid client credentials.")
+    value, ttl = state.issue_token()
+    return web.json_response({"access_token": value, "token_type": "Bearer", "expires_in": ttl})

@@ -91,3 +91,30 @@ def adobe_order(customer_id: str, offer_id: str, **extra) -> dict:
         "lineItems": [{"extLineItemNumber": 1, "offerId": offer_id, "quantity": 3, "currencyCode": "USD"}],
         **extra,
     }
+
+
+def battleface_order(quote_id: str, programid: int = 10, **extra) -> dict:
+    """A valid battleface dynamic order for a quote made by the sandbox's admin API."""
+    return {
+        "quote_id": quote_id,
+        "programid": programid,
+        "hostcountrystate": "OH",
+        "applicant": {
+            "first_name": "John",
+            "last_name": "Johnson",
+            "dob": "1997-01-05",
+            "email": "john@example.com",
+            "country_code": "US",
+            "state_code": "OH",
+        },
+        "start_at": "2027-12-05",
+        "end_at": "2027-12-15",
+        "currency_id": "USD",
+        "destinations": [{"country_code": "FR"}],
+        **extra,
+    }
+
+
+def webroot_order(cart_code: str, **extra) -> dict:
+    """A valid Webroot order converting a cart made by the sandbox's admin API."""
+    return {"VendorOrderCode": cart_code, "PaymentMethod": "PurchaseOrder", "PurchaseOrder": "P4713A20", **extra}

@@ -10,16 +10,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-import us
 import zipcodes
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 from stdnum import luhn
 
-from schemas.fields import Text
+from schemas.fields import Text, us_state
 
 METHOD_TYPES = ("None", "VISA", "MASTERCARD", "AmericanExpress", "Discover", "ACHSavings", "ACHChecking")
 PAYMENT_OPTIONS = ("Default", "Half", "Full")
-US_STATES = frozenset(s.abbr for s in us.states.STATES_AND_TERRITORIES) | {"DC"}
 
 ADDRESS = r"^(?=.*[a-zA-Z])(?!.*@).*$"
 CITY = r"^[A-Za-z\u00C0-\u024F'.\-]+(?:[\s\-][A-Za-z\u00C0-\u024F'.\-]+)*$"
@@ -38,11 +36,6 @@ def _card_number(value: str) -> None:
         raise ValidationError("Must contain digits only.")
     if not luhn.is_valid(value):
         raise ValidationError("Not a valid card number (Luhn check failed).")
-
-
-def _us_state(value: str) -> None:
-    if value.upper() not in US_STATES:
-        raise ValidationError("Not a two-letter US state code.")
 
 
 def _expiry(value: str) -> None:
@@ -85,7 +78,7 @@ class UserDetailsSchema(_Strict):
         required=True,
         validate=[
             validate.Regexp(r"^[a-zA-Z]+$", error="Letters only."),
-            _us_state,
+            us_state,
         ],
     )
     zip = fields.String(required=True, validate=validate.Regexp(r"^\d{5}$", error="Must be a 5-digit ZIP code."))

@@ -67,15 +67,16 @@ def validate_job(job: Any, *, enabled: set[str] | frozenset[str], vault: Vault, 
     if sealed_errors:
         raise JobInvalid({f"order.{path}": msgs for path, msgs in sealed_errors.items()})
     try:
-        order = provider.OrderSchema().load(opened)
+        loaded = provider.OrderSchema().load(opened)
     except ValidationError as exc:
         raise JobInvalid(flatten_errors(exc.messages, "order")) from None
+    order = opened  # forward what the producer sent (as JSON), now that it is known to be valid
     unstorable = _unstorable(order, "order")
     if unstorable:
         raise JobInvalid(unstorable)
     due_at = max(now, envelope.get("not_before") or now)
     try:
-        wait = provider.wait(order) or timedelta(0)
+        wait = provider.wait(loaded) or timedelta(0)
         due_at = max(due_at, now + wait)
         if due_at > LATEST_DUE:
             raise OverflowError

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import pycountry
+import us
 from marshmallow import ValidationError, fields, validate
 
 MAX_SAFE_INTEGER = 2**53 - 1
+US_STATES = frozenset(s.abbr for s in us.states.STATES_AND_TERRITORIES) | {"DC"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
 
 
@@ -56,6 +58,12 @@ class StrictBoolean(fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid")
         return value
+
+
+def us_state(value: str) -> None:
+    """A two-letter US state (or territory) code, any case."""
+    if value.upper() not in US_STATES:
+        raise ValidationError("Not a two-letter US state code.")
 
 
 def _currency(value: str) -> None:

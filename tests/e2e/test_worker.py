@@ -183,16 +183,24 @@ def test_the_demo_passes_on_these_services(service_env, logs):
 
 def provider_order(sandbox, provider: str) -> dict:
     """A valid order for ``provider``, with the plan, customer and offer ids made through the sandbox's admin API."""
-    from sandbox.samples import adobe_order, chaiz_order
+    from sandbox.samples import adobe_order, battleface_order, chaiz_order, webroot_order
 
     if provider == "chaiz":
         plan = sandbox.admin("chaiz/plans", {})
         return chaiz_order(plan["searchResultPlanId"], plan["addons"])
+    if provider == "battleface":
+        sandbox.admin("battleface/products", {"program_id": 10, "state": "OH"})
+        return battleface_order(sandbox.admin("battleface/quotes", {"premium": 20})["quote_id"])
+    if provider == "webroot":
+        return webroot_order(sandbox.admin("webroot/carts", {})["VendorOrderCode"])
     customer, offer = sandbox.admin("adobe_vip/customers", {}), sandbox.admin("adobe_vip/offers", {})
     return adobe_order(customer["customerId"], offer["offerId"])
 
 
-@pytest.mark.parametrize("provider", ["chaiz", "adobe_vip"])
+REF_FIELD = {"chaiz": "orderId", "adobe_vip": "orderId", "battleface": "order_number", "webroot": "VendorOrderCode"}
+
+
+@pytest.mark.parametrize("provider", ["chaiz", "adobe_vip", "battleface", "webroot"])
 def test_a_worker_places_a_valid_order(provider, worker, celery_app, db, sandbox):
     key = f"e2e-{provider}"
     submit(celery_app, provider=provider, order=provider_order(sandbox, provider), idempotency_key=key)
@@ -201,7 +209,7 @@ def test_a_worker_places_a_valid_order(provider, worker, celery_app, db, sandbox
     assert row["status"] == Status.PLACED
     assert count(db, "attempts", row["id"]) == 1
     assert made["count"] == 1
-    assert row["provider_ref"] == str(made["orders"][0]["orderId"])
+    assert row["provider_ref"] == str(made["orders"][0][REF_FIELD[provider]])
 
 
 @pytest.mark.parametrize(
@@ -209,6 +217,8 @@ def test_a_worker_places_a_valid_order(provider, worker, celery_app, db, sandbox
     [
         ("chaiz", lambda o: o.update(searchResultPlanIds=[424242]), "4020 PlanNotFound"),
         ("adobe_vip", lambda o: o["lineItems"][0].update(offerId="NO-SUCH-OFFER"), "2122"),
+        ("battleface", lambda o: o.update(premium=99), None),
+        ("webroot", lambda o: o.update(VendorOrderCode="MSP-UNKNOWN"), "CartNotFound"),
     ],
 )
 def test_a_provider_4xx_fails_with_its_code_and_is_not_retried(provider, spoil, code, worker, celery_app, db, sandbox):
@@ -218,12 +228,21 @@ def test_a_provider_4xx_fails_with_its_code_and_is_not_retried(provider, spoil, 
     submit(celery_app, provider=provider, order=order, idempotency_key=key)
     row = final(db, key)
     assert row["status"] == Status.FAILED
-    assert row["last_error"]["code"] == code
+    assert row["last_error"].get("code") == code
+    assert row["last_error"]["message"]  # the provider's own words are kept
     assert count(db, "attempts", row["id"]) == 1
     assert sandbox.orders(provider)["create_requests"] == 1
 
 
-@pytest.mark.parametrize(("provider", "status"), [("chaiz", Status.IN_DOUBT), ("adobe_vip", Status.PLACED)])
+@pytest.mark.parametrize(
+    ("provider", "status"),
+    [
+        ("chaiz", Status.IN_DOUBT),
+        ("adobe_vip", Status.PLACED),
+        ("battleface", Status.IN_DOUBT),
+        ("webroot", Status.PLACED),
+    ],
+)
 def test_a_connection_dropped_after_create(provider, status, worker, celery_app, db, sandbox):
     sandbox.script(provider, script=["drop_after_create"])
     key = f"e2e-drop-{provider}"

@@ -18,6 +18,12 @@ GOOD = {
     "ORDERRELAY_ADOBE_VIP_CLIENT_ID": "adobe-id",
     "ORDERRELAY_ADOBE_VIP_CLIENT_SECRET": "adobe-secret",
     "ORDERRELAY_ADOBE_VIP_API_KEY": "adobe-key",
+    "ORDERRELAY_BATTLEFACE_CLIENT_ID": "bf-id",
+    "ORDERRELAY_BATTLEFACE_CLIENT_SECRET": "bf-secret",
+    "ORDERRELAY_WEBROOT_CLIENT_ID": "wr-id",
+    "ORDERRELAY_WEBROOT_CLIENT_SECRET": "wr-secret",
+    "ORDERRELAY_WEBROOT_USERNAME": "wr-user",
+    "ORDERRELAY_WEBROOT_PASSWORD": "wr-password",
 }
 
 
@@ -83,6 +89,7 @@ def test_countdown_horizon_must_stay_under_the_visibility_timeout(environ):
 def test_a_deployment_without_a_provider_needs_none_of_its_credentials(environ):
     environ.delenv("ORDERRELAY_EXTEND_CLIENT_ID")
     environ.delenv("ORDERRELAY_CHAIZ_TOKEN")
+    environ.delenv("ORDERRELAY_WEBROOT_PASSWORD")
     environ.setenv("ORDERRELAY_PROVIDERS", "adobe_vip")
     assert list(load_settings().providers) == ["adobe_vip"]
 

@@ -1,0 +1,54 @@
+"""battleface travel insurance (seed 003): ``POST /api/partner/orders/condensed/dynamic`` from a quote.
+
+Auth: ``Authorization: Bearer <JWT>``. How partners obtain the JWT is not public; orderrelay asks the
+configured token path with its client credentials (``ORDERRELAY_BATTLEFACE_TOKEN_PATH``) and renews it on a
+401; a 401 with a fresh token is permanent. Success: 201 ``{"data": {...}}`` with ``order_number`` and
+``items[].policy_number``. Errors: ``{"error": "<message>"}``; 400, 406 and 422 are permanent.
+No idempotency key and no known lookup: a lost answer makes the order ``in_doubt``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import ProviderSettings
+from providers.base import ErrorInfo, Placed, Request, Response, no_follow_up, no_lookup, no_wait, nothing_found
+from providers.http import Http, oauth_token
+from schemas.battleface import OrderSchema  # noqa: F401 - part of the provider interface
+
+ID = "battleface"
+IDEMPOTENT = False
+LOOKUP = False
+CARD_FIELDS: dict[str, bool] = {}
+ERASE_WHEN_DONE: tuple[str, ...] = ()
+PENDING_STATUSES: frozenset[str] = frozenset()  # "Pending" becomes Approved or Cancelled; no read is documented
+FAILED_STATUSES: frozenset[str] = frozenset()
+wait, lookup, found, follow_up = no_wait, no_lookup, nothing_found, no_follow_up
+ORDER_PATH = "/api/partner/orders/condensed/dynamic"
+
+
+def request(order: dict, key: str, cfg: ProviderSettings) -> Request:
+    """The dynamic order (no idempotency key exists to send)."""
+    return Request("POST", ORDER_PATH, json=order, headers={"Accept": "application/json"})
+
+
+def response(body: Any) -> Placed:
+    """``data.order_number`` is the reference; the policy numbers stay in the recorded answer."""
+    data = body["data"]
+    return Placed(ref=str(data["order_number"]), status=data.get("status"), response=data)
+
+
+def error(resp: Response) -> ErrorInfo:
+    """``{"error": "<message>"}``."""
+    body = resp.body
+    if isinstance(body, dict) and body.get("error"):
+        return ErrorInfo(message=str(body["error"]))
+    return ErrorInfo(message=f"HTTP {resp.status}: {str(body)[:200]}")
+
+
+async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+    """A bearer JWT from the configured token path, renewed on a 401."""
+    body = {"client_id": cfg.credentials["client_id"], "client_secret": cfg.credentials["client_secret"]}
+    grant = Request("POST", cfg.credentials["token_path"], json=body)
+    token = await oauth_token(http, ID, cfg.base_url, lambda _: grant, fresh=fresh)
+    return {"Authorization": f"Bearer {token}"}
