@@ -6,7 +6,7 @@ Postgres, not Redis, holds the truth, so the sweep finds any work whose message 
 """
 
 from config.settings import get_settings
-from orderrelay.constants import QUEUE_ORDERS, TASK_FOLLOW_UP, TASK_PLACE, TASK_SUBMIT, TASK_SWEEP
+from orderrelay.constants import QUEUE_ORDERS, TASK_FOLLOW_UP, TASK_RETRY_FAILED, TASK_SUBMIT, TASK_SWEEP
 
 _settings = get_settings()
 
@@ -28,12 +28,18 @@ worker_send_task_events = True  # Flower sees every task
 task_send_sent_event = True
 
 task_default_queue = QUEUE_ORDERS
-task_routes = {name: {"queue": QUEUE_ORDERS} for name in (TASK_SUBMIT, TASK_PLACE, TASK_SWEEP, TASK_FOLLOW_UP)}
+task_routes = {name: {"queue": QUEUE_ORDERS} for name in (TASK_SUBMIT, TASK_SWEEP, TASK_FOLLOW_UP, TASK_RETRY_FAILED)}
+# orders.place goes to the order's provider queue (orders.<provider>), chosen when it is sent.
 
 beat_schedule = {
     "sweep-due-orders": {
         "task": TASK_SWEEP,
         "schedule": _settings.sweep_interval,
+        "options": {"expires": 60},
+    },
+    "retry-failed-orders": {
+        "task": TASK_RETRY_FAILED,
+        "schedule": min(60.0, _settings.retry_round_interval),
         "options": {"expires": 60},
     },
     "follow-up-placed-orders": {

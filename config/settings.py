@@ -83,6 +83,12 @@ class Settings:
     lease_seconds: float = 120.0
     sweep_interval: float = 15.0
     follow_up_interval: float = 300.0
+    requeue_grace: float = 60.0
+    retry_rounds: int = 3
+    retry_round_interval: float = 1800.0
+    max_in_flight: int = 256
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
     visibility_timeout: float = 3600.0
     log_level: str = "INFO"
 
@@ -129,6 +135,12 @@ def load_settings() -> Settings:
             lease_seconds=env.float("LEASE_SECONDS", 120.0, validate=Range(min=1)),
             sweep_interval=env.float("SWEEP_INTERVAL", 15.0, validate=Range(min=0.5)),
             follow_up_interval=env.float("FOLLOW_UP_INTERVAL", 300.0, validate=Range(min=1)),
+            requeue_grace=env.float("REQUEUE_GRACE", 60.0, validate=Range(min=1)),
+            retry_rounds=env.int("RETRY_ROUNDS", 3, validate=Range(min=0, max=100)),
+            retry_round_interval=env.float("RETRY_ROUND_INTERVAL", 1800.0, validate=Range(min=1)),
+            max_in_flight=env.int("MAX_IN_FLIGHT", 256, validate=Range(min=1, max=100_000)),
+            breaker_failures=env.int("BREAKER_FAILURES", 5, validate=Range(min=1, max=10_000)),
+            breaker_cooldown=env.float("BREAKER_COOLDOWN", 30.0, validate=Range(min=0.1)),
             visibility_timeout=env.float("VISIBILITY_TIMEOUT", 3600.0, validate=Range(min=60)),
             log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
         )

@@ -193,6 +193,90 @@ def orders_table(rows: list[dict], title: str | None = None) -> Table:
     return table
 
 
+def _act(action, order_id: str, **kwargs) -> str:
+    """Run an operator action in one transaction; refusals and unknown ids become clear errors."""
+    from orderrelay.errors import ActionRefused
+
+    try:
+        uuid.UUID(order_id)
+    except ValueError:
+        raise click.ClickException(f"{order_id!r} is not an order id") from None
+    with _connect() as conn:
+        try:
+            return action(conn, order_id, **kwargs)
+        except (ActionRefused, OrderNotFound) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("order_id")
+@click.option("--reason", default="canceled by an operator", show_default=True)
+def cancel(order_id: str, reason: str) -> None:
+    """Cancel a waiting, queued, retrying or failed order; the provider is never called for it."""
+    from orderrelay import operations
+
+    click.echo(f"order {order_id}: {_act(operations.cancel, order_id, reason=reason)}")
+
+
+@main.command()
+@click.argument("order_id")
+@click.option("--reason", default="retried by an operator", show_default=True)
+def retry(order_id: str, reason: str) -> None:
+    """Queue a failed or in-doubt order for a new round of attempts (same idempotency key)."""
+    from orderrelay import operations
+
+    provider = _act(operations.retry, order_id, reason=reason)
+    from tasks.orders import send_place
+
+    send_place(order_id, provider)
+    click.echo(f"order {order_id}: queued")
+
+
+@main.command()
+@click.argument("order_id")
+@click.option("--placed", "placed_ref", metavar="REF", help="The provider made it: its reference.")
+@click.option("--failed", is_flag=True, help="The provider did not make it.")
+@click.option("--reason", help="What the operator found out (kept in the order's events).")
+def resolve(order_id: str, placed_ref: str | None, failed: bool, reason: str | None) -> None:
+    """Settle an in-doubt order by hand: --placed REF or --failed."""
+    from orderrelay import operations
+
+    if bool(placed_ref) == failed:
+        raise click.UsageError("give exactly one of --placed REF or --failed")
+    why = reason or (
+        f"resolved by an operator: placed as {placed_ref}" if placed_ref else "resolved by an operator: failed"
+    )
+    click.echo(f"order {order_id}: {_act(operations.resolve, order_id, placed_ref=placed_ref, reason=why)}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
+def status(as_json: bool) -> None:
+    """Orders by status per provider, and each worker's circuit breaker per provider."""
+    from store.orders import circuits, counts
+
+    with _connect() as conn:
+        view = {"orders": _jsonable(counts(conn)), "circuits": _jsonable(circuits(conn))}
+    if as_json:
+        click.echo(json.dumps(view, indent=2, sort_keys=True))
+        return
+    table = Table("provider", "status", "orders", "oldest", title="orders")
+    for row in view["orders"]:
+        table.add_row(row["provider"] or "-", row["status"], str(row["n"]), str(row["oldest"])[:19])
+    console.print(table)
+    breakers = Table("provider", "worker", "state", "failures", "open until", "since", title="circuit breakers")
+    for row in view["circuits"]:
+        breakers.add_row(
+            row["provider"],
+            row["worker"],
+            row["state"],
+            str(row["failures"]),
+            str(row["open_until"] or "")[:19],
+            str(row["updated_at"])[:19],
+        )
+    console.print(breakers)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)

@@ -4,10 +4,15 @@ TASK_SUBMIT = "orders.submit"
 TASK_PLACE = "orders.place"
 TASK_SWEEP = "orders.sweep"
 TASK_FOLLOW_UP = "orders.follow_up"
-
-QUEUE_ORDERS = "orders"
+TASK_RETRY_FAILED = "orders.retry_failed"
 
 PROVIDER_IDS = ("chaiz", "extend", "adobe_vip", "battleface", "webroot")
+
+# Intake and the scheduled tasks use "orders"; each provider's placements have a queue of their own, so a
+# provider that is slow or down holds up only its own messages.
+QUEUE_ORDERS = "orders"
+PROVIDER_QUEUES = {provider: f"orders.{provider}" for provider in PROVIDER_IDS}
+ALL_QUEUES = (QUEUE_ORDERS, *PROVIDER_QUEUES.values())
 
 
 class Status:

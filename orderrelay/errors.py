@@ -31,6 +31,10 @@ class OrderNotFound(OrderRelayError):
     """No order has the id or key asked for."""
 
 
+class ActionRefused(OrderRelayError):
+    """An operator's action does not fit the order's status; the message says why."""
+
+
 class ProviderError(OrderRelayError):
     """A provider call did not place the order. Subclasses say what to do next."""
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import providers
 from config.settings import Settings
+from orderrelay.breaker import Guard
 from orderrelay.constants import PROVIDER_IDS, Outcome, Status
 from orderrelay.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
 from orderrelay.vault import Vault, erase_fields, open_fields
@@ -34,6 +35,8 @@ class Runtime(Protocol):
     db: Any
     http: provider_http.Http
     vault: Vault
+    guard: Guard
+    name: str
 
     def run(self, coro: Any) -> Any: ...
 
@@ -46,20 +49,21 @@ class Next:
     status: str
     place_now: bool = False
     countdown: float | None = None
+    provider: str | None = None  # its queue, when a message is to be sent
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _schedule(rt: Runtime, order_id: uuid.UUID, status: str, due_at: datetime | None) -> Next:
+def _schedule(rt: Runtime, order_id: uuid.UUID, status: str, due_at: datetime | None, provider: str) -> Next:
     if status not in (Status.WAITING, Status.QUEUED, Status.RETRYING) or due_at is None:
         return Next(order_id, status)
     delay = (due_at - _now()).total_seconds()
     if delay <= 0 and status == Status.QUEUED:
-        return Next(order_id, status, place_now=True)
+        return Next(order_id, status, place_now=True, provider=provider)
     if delay <= rt.settings.countdown_horizon:
-        return Next(order_id, status, countdown=max(0.0, delay))
+        return Next(order_id, status, countdown=max(0.0, delay), provider=provider)
     return Next(order_id, status)  # a long wait: the sweep sends it when it is due
 
 
@@ -91,9 +95,9 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
         log.info("order %s: job seen before (key or message repeated); no new order", row["id"])
         if row["status"] not in (Status.QUEUED,):
             return Next(row["id"], row["status"])
-        return Next(row["id"], row["status"], place_now=True)
+        return Next(row["id"], row["status"], place_now=True, provider=valid.provider)
     log.info("order %s provider=%s status=%s due_at=%s", row["id"], valid.provider, status, valid.due_at)
-    return _schedule(rt, row["id"], status, valid.due_at)
+    return _schedule(rt, row["id"], status, valid.due_at, valid.provider)
 
 
 def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> Next:
@@ -138,6 +142,9 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
     cfg = settings.providers[provider.ID]
     key = str(claim["provider_key"])
     attempt = claim["attempt_count"]
+    gate = rt.guard.enter(provider.ID)
+    if not gate.allowed:
+        return _defer(rt, claim, provider.ID, gate.defer, gate.reason)
     started = time.perf_counter()
     placed: Placed | None = None
     error: ProviderError | None = None
@@ -155,7 +162,10 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
         log.exception("order %s: unexpected error during attempt %d", order_id, attempt)
         error = InDoubtError(f"internal error during the call: {type(exc).__name__}")
     latency_ms = (time.perf_counter() - started) * 1000
-    to_status, why, due_at = _decide(settings, provider, attempt, placed, error)
+    changed = rt.guard.leave(provider.ID, healthy=placed is not None or isinstance(error, PermanentError))
+    if changed is not None:
+        _report_circuit(rt, provider.ID, changed)
+    to_status, why, due_at = _decide(settings, provider, attempt - claim["round_base"], placed, error)
     in_horizon = due_at is not None and (due_at - _now()).total_seconds() <= settings.countdown_horizon
     done = to_status in (Status.PLACED, Status.FAILED)
     with rt.db.connection() as conn:
@@ -190,13 +200,43 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
         latency_ms,
         why,
     )
-    return _schedule(rt, order_id, to_status, due_at)
+    return _schedule(rt, order_id, to_status, due_at, provider.ID)
+
+
+def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str) -> Next:
+    """Give the claim back unused and make the order due again in ``seconds``."""
+    to_status = Status.RETRYING if claim["from_status"] == Status.RETRYING else Status.QUEUED
+    due_at = _now() + timedelta(seconds=seconds)
+    with rt.db.connection() as conn:
+        store.defer(
+            conn,
+            claim["id"],
+            claim_token=claim["claim_token"],
+            attempt_id=claim["attempt_id"],
+            to_status=to_status,
+            due_at=due_at,
+            expected_at=due_at,
+            reason=f"deferred {seconds:.1f}s without a call: {why}",
+        )
+    return Next(claim["id"], to_status, countdown=seconds, provider=provider_id)
+
+
+def _report_circuit(rt: Runtime, provider_id: str, circuit: Any) -> None:
+    open_until = (
+        _now() + timedelta(seconds=max(0.0, circuit.open_until - time.monotonic())) if circuit.state == "open" else None
+    )
+    log.warning("provider=%s circuit %s after %d failures in a row", provider_id, circuit.state, circuit.failures)
+    try:
+        with rt.db.connection() as conn:
+            store.record_circuit(conn, provider_id, rt.name, circuit, open_until)
+    except Exception:  # visibility only: never let it break placing orders
+        log.exception("provider=%s: could not record the circuit's state", provider_id)
 
 
 def _decide(
     settings: Settings, provider: Any, attempt: int, placed: Placed | None, error: ProviderError | None
 ) -> tuple[str, str, datetime | None]:
-    """The order's next status, the event's reason, and when it is due again."""
+    """The order's next status, the event's reason, and when it is due again (``attempt``: in this round)."""
     if placed is not None:
         return Status.PLACED, f"placed: {provider.ID} reference {placed.ref} ({placed.status})", None
     assert error is not None
@@ -254,10 +294,13 @@ def follow_up(rt: Runtime, *, limit: int = 200) -> int:
     return changed
 
 
-def sweep(rt: Runtime) -> list[uuid.UUID]:
-    """Recover lost work: claims whose worker died, and due orders whose message never came. Returns ids to send."""
+def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
+    """Recover lost work: claims whose worker died, and due orders whose message never came.
+
+    Returns (order id, provider) for each order to send a message for.
+    """
     settings = rt.settings
-    grace = max(60.0, 4 * settings.sweep_interval)
+    grace = settings.requeue_grace
     with rt.db.connection() as conn:
         for row in store.expired_leases(conn):
             provider = providers.get(row["provider"])

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from orderrelay.constants import QUEUE_ORDERS
+from orderrelay.constants import ALL_QUEUES
 
 
 class Process:
@@ -95,7 +95,7 @@ def worker(
             str(concurrency),
             "-E",
             "-Q",
-            QUEUE_ORDERS,
+            ",".join(ALL_QUEUES),
             "-n",
             f"{name}-{os.getpid()}@%h",
             "--loglevel",

@@ -173,9 +173,9 @@ def set_expected(conn: Connection, order_id: uuid.UUID, expected_at: datetime) -
     conn.execute(queries.SET_EXPECTED, {"id": order_id, "expected_at": expected_at})
 
 
-def sweep_due(conn: Connection, *, grace: float, limit: int = 1000) -> list[uuid.UUID]:
-    """Due orders with no message on its way; marks them as sent for now and returns their ids."""
-    return [r["id"] for r in conn.execute(queries.SWEEP_DUE, {"grace": grace, "limit": limit})]
+def sweep_due(conn: Connection, *, grace: float, limit: int = 1000) -> list[tuple[uuid.UUID, str]]:
+    """Due orders with no message on its way; marks them as sent for now; returns (id, provider) of each."""
+    return [(r["id"], r["provider"]) for r in conn.execute(queries.SWEEP_DUE, {"grace": grace, "limit": limit})]
 
 
 def expired_leases(conn: Connection, *, limit: int = 1000) -> list[dict]:
@@ -209,3 +209,89 @@ def list_orders(
 ) -> list[dict]:
     """Newest orders first, filtered by status and provider."""
     return conn.execute(queries.LIST_ORDERS, {"status": status, "provider": provider, "limit": limit}).fetchall()
+
+
+def defer(
+    conn: Connection,
+    order_id: uuid.UUID,
+    *,
+    claim_token: uuid.UUID,
+    attempt_id: int,
+    to_status: str,
+    due_at: datetime,
+    expected_at: datetime | None,
+    reason: str,
+) -> None:
+    """Give a claim back unused: no call was made, the order is due again at ``due_at``."""
+    conn.execute(
+        queries.DEFER,
+        {
+            "id": order_id,
+            "claim_token": claim_token,
+            "attempt_id": attempt_id,
+            "to_status": to_status,
+            "due_at": due_at,
+            "expected_at": expected_at,
+            "reason": reason,
+        },
+    )
+
+
+def requeue(
+    conn: Connection,
+    order_id: uuid.UUID,
+    *,
+    from_statuses: tuple[str, ...],
+    reason: str,
+    round_step: int = 0,
+    expected_at: datetime | None = None,
+) -> dict | None:
+    """Queue an order for a new round of attempts (same idempotency key); None if its status does not allow it."""
+    return conn.execute(
+        queries.REQUEUE,
+        {
+            "id": order_id,
+            "from_statuses": list(from_statuses),
+            "reason": reason,
+            "round_step": round_step,
+            "expected_at": expected_at,
+        },
+    ).fetchone()
+
+
+def resolve(conn: Connection, order_id: uuid.UUID, *, to_status: str, provider_ref: str | None, reason: str) -> bool:
+    """Settle an in-doubt order by hand; False if it is not in doubt."""
+    row = conn.execute(
+        queries.RESOLVE, {"id": order_id, "to_status": to_status, "provider_ref": provider_ref, "reason": reason}
+    ).fetchone()
+    return row is not None
+
+
+def failed_for_retry(conn: Connection, *, rounds: int, interval: float, limit: int = 500) -> list[uuid.UUID]:
+    """Failed orders whose last error was retryable, failed at least ``interval`` seconds ago, rounds left."""
+    rows = conn.execute(queries.FAILED_FOR_RETRY, {"rounds": rounds, "interval": interval, "limit": limit})
+    return [r["id"] for r in rows]
+
+
+def record_circuit(conn: Connection, provider: str, worker: str, circuit: Any, open_until: datetime | None) -> None:
+    """A worker's breaker for a provider changed state: keep it where operators can see it."""
+    conn.execute(
+        queries.RECORD_CIRCUIT,
+        {
+            "provider": provider,
+            "worker": worker,
+            "state": circuit.state,
+            "failures": circuit.failures,
+            "open_until": open_until,
+            "reason": f"{circuit.failures} failures in a row" if circuit.failures else None,
+        },
+    )
+
+
+def circuits(conn: Connection) -> list[dict]:
+    return conn.execute(queries.CIRCUITS).fetchall()
+
+
+def counts(conn: Connection) -> list[dict]:
+    """How many orders each provider has in each status, and the oldest last change among them."""
+    return conn.execute(queries.COUNTS).fetchall()

@@ -34,7 +34,7 @@ WITH old AS (
     SET status = 'placing', attempt_count = o.attempt_count + 1, claim_token = %(claim_token)s,
         lease_until = clock_timestamp() + make_interval(secs => %(lease)s), updated_at = clock_timestamp()
     FROM old WHERE o.id = old.id
-    RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token,
+    RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token, o.round_base,
               old.status AS from_status
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)
@@ -102,7 +102,7 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id
+RETURNING id, provider
 """
 
 # Claims whose worker died: the lease ran out while the order was being placed.
@@ -156,4 +156,75 @@ FROM orders
 WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(provider)s::text IS NULL OR provider = %(provider)s)
 ORDER BY created_at DESC, id
 LIMIT %(limit)s
+"""
+
+# Give a claim back without a call (the provider's circuit is open, or its calls are capped): the attempt row
+# goes, the order is due again later.
+DEFER = """
+WITH att AS (
+    DELETE FROM attempts WHERE id = %(attempt_id)s
+), upd AS (
+    UPDATE orders SET status = %(to_status)s, attempt_count = attempt_count - 1, claim_token = NULL,
+                      lease_until = NULL, due_at = %(due_at)s, expected_at = %(expected_at)s,
+                      updated_at = clock_timestamp()
+    WHERE id = %(id)s AND status = 'placing' AND claim_token = %(claim_token)s
+    RETURNING id
+)
+INSERT INTO order_events (order_id, from_status, to_status, reason)
+SELECT id, 'placing', %(to_status)s, %(reason)s FROM upd
+"""
+
+# Back to queued for a new round of attempts (an operator's retry, or a scheduled retry round).
+REQUEUE = """
+WITH old AS (
+    SELECT id, status FROM orders WHERE id = %(id)s AND status = ANY(%(from_statuses)s) FOR UPDATE
+), upd AS (
+    UPDATE orders o SET status = 'queued', due_at = clock_timestamp(), expected_at = %(expected_at)s,
+                        round_base = o.attempt_count, retry_round = o.retry_round + %(round_step)s,
+                        updated_at = clock_timestamp()
+    FROM old WHERE o.id = old.id
+    RETURNING o.id, o.provider, old.status AS from_status
+), ev AS (
+    INSERT INTO order_events (order_id, from_status, to_status, reason)
+    SELECT id, from_status, 'queued', %(reason)s FROM upd
+)
+SELECT id, provider, from_status FROM upd
+"""
+
+# An operator settles an in-doubt order.
+RESOLVE = """
+WITH upd AS (
+    UPDATE orders SET status = %(to_status)s, provider_ref = coalesce(%(provider_ref)s, provider_ref),
+                      placed_at = CASE WHEN %(to_status)s = 'placed' THEN clock_timestamp() ELSE placed_at END,
+                      updated_at = clock_timestamp()
+    WHERE id = %(id)s AND status = 'in_doubt'
+    RETURNING id
+)
+INSERT INTO order_events (order_id, from_status, to_status, reason)
+SELECT id, 'in_doubt', %(to_status)s, %(reason)s FROM upd
+RETURNING order_id
+"""
+
+# Failed orders whose last error was retryable, due for another round.
+FAILED_FOR_RETRY = """
+SELECT id FROM orders
+WHERE status = 'failed' AND last_error->>'kind' IN ('retryable', 'in_doubt') AND retry_round < %(rounds)s
+  AND updated_at < clock_timestamp() - make_interval(secs => %(interval)s)
+ORDER BY updated_at
+LIMIT %(limit)s
+"""
+
+RECORD_CIRCUIT = """
+INSERT INTO provider_circuits (provider, worker, state, failures, open_until, reason)
+VALUES (%(provider)s, %(worker)s, %(state)s, %(failures)s, %(open_until)s, %(reason)s)
+ON CONFLICT (provider, worker) DO UPDATE
+SET state = excluded.state, failures = excluded.failures, open_until = excluded.open_until,
+    reason = excluded.reason, updated_at = clock_timestamp()
+"""
+
+CIRCUITS = "SELECT * FROM provider_circuits ORDER BY provider, worker"
+
+COUNTS = """
+SELECT provider, status, count(*) AS n, min(updated_at) AS oldest FROM orders
+GROUP BY provider, status ORDER BY provider NULLS LAST, status
 """

@@ -1,22 +1,36 @@
-"""``orders.submit``, ``orders.place`` and ``orders.sweep``. Results are order ids and states, never order data."""
+"""The orders.* tasks. Results are order ids and states, never order data."""
 
 from __future__ import annotations
 
-from orderrelay import pipeline
-from orderrelay.constants import TASK_FOLLOW_UP, TASK_PLACE, TASK_SUBMIT, TASK_SWEEP
+import uuid
+
+from orderrelay import operations, pipeline
+from orderrelay.constants import (
+    PROVIDER_QUEUES,
+    TASK_FOLLOW_UP,
+    TASK_PLACE,
+    TASK_RETRY_FAILED,
+    TASK_SUBMIT,
+    TASK_SWEEP,
+)
 from worker import runtime
 from worker.app import app
 
 RETRY = {"autoretry_for": runtime.TRANSIENT_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": None}
 
 
+def send_place(order_id: uuid.UUID | str, provider: str, countdown: float | None = None) -> None:
+    """A message to place one order, on its provider's queue; it carries nothing but the order id."""
+    place.apply_async((str(order_id),), queue=PROVIDER_QUEUES[provider], countdown=countdown)
+
+
 def _follow(step: pipeline.Next) -> dict:
-    """Carry out what the pipeline asked for: place now, or send a message that arrives when the order is due."""
+    """Do what the pipeline asked for: place now, or send a message that arrives when the order is due."""
     rt = runtime.current()
     while step.place_now:
         step = pipeline.place(rt, step.order_id)
-    if step.countdown is not None:
-        place.apply_async((str(step.order_id),), countdown=step.countdown)
+    if step.countdown is not None and step.provider:
+        send_place(step.order_id, step.provider, step.countdown)
     return {"order_id": str(step.order_id), "status": step.status}
 
 
@@ -37,13 +51,26 @@ def place(order_id: str) -> dict:
 @app.task(name=TASK_SWEEP, **RETRY)
 def sweep() -> dict:
     """Recover lost work from Postgres and send a message for each due order."""
-    ids = pipeline.sweep(runtime.current())
-    for order_id in ids:
-        place.apply_async((str(order_id),))
-    return {"enqueued": len(ids)}
+    due = pipeline.sweep(runtime.current())
+    for order_id, provider in due:
+        send_place(order_id, provider)
+    return {"enqueued": len(due)}
 
 
 @app.task(name=TASK_FOLLOW_UP, **RETRY)
 def follow_up() -> dict:
     """Read placed orders whose provider status may still change (Adobe's 1002) and record what changed."""
     return {"changed": pipeline.follow_up(runtime.current())}
+
+
+@app.task(name=TASK_RETRY_FAILED, **RETRY)
+def retry_failed() -> dict:
+    """Give failed orders whose last error was retryable their next scheduled round."""
+    rt = runtime.current()
+    with rt.db.connection() as conn:
+        due = operations.retry_failed_rounds(
+            conn, rounds=rt.settings.retry_rounds, interval=rt.settings.retry_round_interval
+        )
+    for order_id, provider in due:
+        send_place(order_id, provider)
+    return {"requeued": len(due)}

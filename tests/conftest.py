@@ -135,6 +135,8 @@ def service_env(broker_url, database_url, sandbox_server) -> dict[str, str]:
         backoff_max="0.5",
         sweep_interval="1",
         lease_seconds="5",
+        requeue_grace="5",
+        breaker_failures="1000",  # breaker tests use a guard of their own
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("ORDERRELAY_")})
     get_settings.cache_clear()

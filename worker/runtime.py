@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
 from typing import Any
 
@@ -17,6 +18,7 @@ import psycopg
 import psycopg_pool
 
 from config.settings import Settings, get_settings
+from orderrelay.breaker import Guard
 from orderrelay.vault import Vault
 from providers.http import Http
 from store.db import make_pool
@@ -35,6 +37,12 @@ class Runtime:
         self.settings = settings
         self.pid = os.getpid()
         self.vault = Vault(settings.fernet_keys)
+        self.name = f"{socket.gethostname()}:{self.pid}"
+        self.guard = Guard(
+            max_in_flight=settings.max_in_flight,
+            failures=settings.breaker_failures,
+            cooldown=settings.breaker_cooldown,
+        )
         self.db = make_pool(settings.database_url, settings.db_pool_size)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="orderrelay-loop", daemon=True)

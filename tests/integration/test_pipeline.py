@@ -157,7 +157,7 @@ def test_given_a_long_wait_then_no_message_and_the_sweep_sends_it_when_due(runti
     assert (step.status, step.countdown) == (Status.WAITING, None)
     assert pipeline.sweep(runtime) == []
     db.execute("UPDATE orders SET due_at = now() - interval '1 second' WHERE id = %s", [step.order_id])
-    assert pipeline.sweep(runtime) == [step.order_id]
+    assert pipeline.sweep(runtime) == [(step.order_id, "extend")]
 
 
 def test_given_a_worker_lost_mid_call_then_the_sweep_requeues_it_and_the_same_key_is_reused(runtime, db, sandbox):
@@ -165,7 +165,7 @@ def test_given_a_worker_lost_mid_call_then_the_sweep_requeues_it_and_the_same_ke
     claim = store.claim(db, step.order_id, lease=0.01, reason="claimed")  # a worker that then died
     assert claim is not None
     time.sleep(0.05)
-    assert step.order_id in pipeline.sweep(runtime)
+    assert (step.order_id, "extend") in pipeline.sweep(runtime)
     assert pipeline.place(runtime, step.order_id).status == Status.PLACED
     placed = order(db, step.order_id)
     assert [a["outcome"] for a in placed["attempts"]] == ["in_doubt", "placed"]

@@ -106,5 +106,5 @@ def test_sweep_finds_due_work_whose_message_is_not_on_its_way(db):
     insert(db, status=Status.WAITING, due_at=now + timedelta(hours=1))  # not due yet
     insert(db, due_at=now, expected_at=now)  # its message is on its way
     lost = insert(db, status=Status.RETRYING, due_at=now - timedelta(minutes=5), expected_at=now - timedelta(minutes=5))
-    assert set(store.sweep_due(db, grace=60)) == {never_sent["id"], lost["id"]}
+    assert set(store.sweep_due(db, grace=60)) == {(never_sent["id"], "extend"), (lost["id"], "extend")}
     assert store.sweep_due(db, grace=60) == []  # marked as sent: not again within the grace period

@@ -11,6 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
+from orderrelay.constants import ALL_QUEUES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,7 +60,8 @@ def test_task_names_are_registered(conf):
 
 def test_beat_runs_the_sweep(conf):
     c, _ = conf
-    assert sorted(entry["task"] for entry in c.beat_schedule.values()) == ["orders.follow_up", "orders.sweep"]
+    tasks = sorted(entry["task"] for entry in c.beat_schedule.values())
+    assert tasks == ["orders.follow_up", "orders.retry_failed", "orders.sweep"]
 
 
 def test_docker_compose_matches_the_compose_specification():
@@ -68,7 +71,9 @@ def test_docker_compose_matches_the_compose_specification():
     services = compose["services"]
     assert {"redis", "postgres", "migrate", "worker", "beat", "flower", "sandbox"} <= set(services)
     assert "--appendonly" in " ".join(services["redis"]["command"])
-    assert "-E" in services["worker"]["command"]
+    command = services["worker"]["command"]
+    assert "-E" in command
+    assert set(command[command.index("-Q") + 1].split(",")) == set(ALL_QUEUES)
     for name in ("worker", "beat", "flower"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
@@ -79,4 +84,6 @@ def test_procfile_runs_each_process_with_the_celery_app():
     for name in ("worker", "beat", "flower"):
         argv = shlex.split(lines[name])
         assert argv[:3] == ["celery", "-A", "worker.app"]
-    assert "-E" in shlex.split(lines["worker"])
+    worker = shlex.split(lines["worker"])
+    assert "-E" in worker
+    assert set(worker[worker.index("-Q") + 1].split(",")) == set(ALL_QUEUES)

@@ -1,0 +1,62 @@
+"""What operators (and the retry schedule) do to orders: cancel, retry, resolve. Each is an event with its reason."""
+
+from __future__ import annotations
+
+import uuid
+
+from orderrelay.constants import Status
+from orderrelay.errors import ActionRefused
+from store import orders as store
+
+CANCELABLE = (Status.WAITING, Status.QUEUED, Status.RETRYING, Status.FAILED)
+RETRYABLE = (Status.FAILED, Status.IN_DOUBT)
+
+_WHY_NOT_CANCEL = {
+    Status.PLACED: "it was placed with the provider; cancel it there",
+    Status.PLACING: "a worker is placing it right now; look again in a moment",
+    Status.IN_DOUBT: "the provider may have it; settle it with `orderrelay resolve`",
+    Status.REJECTED: "it was rejected and never sent",
+    Status.CANCELED: "it is already canceled",
+}
+
+
+def cancel(conn, order_id: uuid.UUID | str, *, reason: str = "canceled by an operator") -> str:
+    """Cancel a waiting, queued, retrying or failed order: the provider is then never called."""
+    order_id = uuid.UUID(str(order_id))
+    current = store.get_order(conn, order_id)["status"]
+    if store.transition(conn, order_id, from_statuses=CANCELABLE, to_status=Status.CANCELED, reason=reason) is None:
+        why = _WHY_NOT_CANCEL.get(current, f"its status is {current}")
+        raise ActionRefused(f"order {order_id} cannot be canceled: {why}")
+    return Status.CANCELED
+
+
+def retry(conn, order_id: uuid.UUID | str, *, reason: str = "retried by an operator") -> str:
+    """Queue a failed or in-doubt order for a new round of attempts, with the same idempotency key."""
+    order_id = uuid.UUID(str(order_id))
+    current = store.get_order(conn, order_id)["status"]
+    row = store.requeue(conn, order_id, from_statuses=RETRYABLE, reason=reason)
+    if row is None:
+        raise ActionRefused(f"order {order_id} cannot be retried: its status is {current} (only failed or in_doubt)")
+    return row["provider"]
+
+
+def resolve(conn, order_id: uuid.UUID | str, *, placed_ref: str | None, reason: str) -> str:
+    """Settle an in-doubt order: placed (with the provider's reference) or failed."""
+    order_id = uuid.UUID(str(order_id))
+    to_status = Status.PLACED if placed_ref else Status.FAILED
+    if not store.resolve(conn, order_id, to_status=to_status, provider_ref=placed_ref, reason=reason):
+        current = store.get_order(conn, order_id)["status"]
+        raise ActionRefused(f"order {order_id} cannot be resolved: it is {current}, not in_doubt")
+    return to_status
+
+
+def retry_failed_rounds(conn, *, rounds: int, interval: float) -> list[tuple[uuid.UUID, str]]:
+    """Requeue failed orders whose last error was retryable for their next scheduled round."""
+    due = []
+    for order_id in store.failed_for_retry(conn, rounds=rounds, interval=interval):
+        row = store.requeue(
+            conn, order_id, from_statuses=(Status.FAILED,), round_step=1, reason="scheduled retry round"
+        )
+        if row is not None:
+            due.append((row["id"], row["provider"]))
+    return due
