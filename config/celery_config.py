@@ -12,7 +12,12 @@ _settings = get_settings()
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
-broker_transport_options = {"visibility_timeout": _settings.visibility_timeout}
+# Messages a killed worker had reserved come back after the visibility timeout; look for them every 10 s.
+broker_transport_options = {
+    "visibility_timeout": _settings.visibility_timeout,
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+}
 
 task_serializer = "json"
 accept_content = ["json"]

@@ -289,6 +289,20 @@ def sandbox(host: str, port: int) -> None:
 
 
 @main.command()
+@click.option("--orders", default=500, show_default=True, type=click.IntRange(5, 100_000))
+@click.option("--kills", default=5, show_default=True, type=click.IntRange(0, 1000), help="Workers to SIGKILL.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for every order to end.")
+@click.option("--seed", type=int, help="Seed for the faults and kills, to repeat a run.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON here.")
+def chaos(orders: int, kills: int, workers: int, timeout: float, seed: int | None, out: Path | None) -> None:
+    """The fault drill: kill workers mid-call, flush Redis, cut Postgres; count lost and duplicate orders."""
+    from orderrelay.chaos import run
+
+    sys.exit(run(orders=orders, kills=kills, workers=workers, timeout=timeout, seed=seed, out=out))
+
+
+@main.command()
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the orders to settle.")
 def demo(timeout: float) -> None:
     """Run the main job end to end: sandbox, a real worker and beat, three Extend orders, live progress."""

@@ -7,12 +7,7 @@ their progress live, prints the outcome table, and exits 0 only if every order e
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from orderrelay import embedded, processes
 from orderrelay.constants import FINAL_STATUSES, Status
+from orderrelay.harness import Harness, harness
 from sandbox.samples import adobe_order, battleface_order, chaiz_order, webroot_order
 from sandbox.samples import extend_order as sample_order
 
@@ -29,16 +24,16 @@ console = Console(highlight=False)
 DELAY_DAYS = 0.0001  # 8.64 seconds
 
 
-def jobs(run_id: str, sandbox_url: str) -> dict[str, tuple[dict, str]]:
+def jobs(run_id: str, h: Harness) -> dict[str, tuple[dict, str]]:
     """The demo's jobs by name, each with the status it must end in; ids come from the sandbox's admin API."""
     invalid = sample_order(f"demo-{run_id}-invalid", currency="XXY", total=-5)
     invalid["lineItems"][0]["plan"]["purchasePrice"] = 19.99
     del invalid["customer"]["email"]
-    plan = _admin(sandbox_url, "chaiz/plans")
-    customer, offer = _admin(sandbox_url, "adobe_vip/customers"), _admin(sandbox_url, "adobe_vip/offers")
-    _admin(sandbox_url, "battleface/products")
-    quote = _admin(sandbox_url, "battleface/quotes")["quote_id"]
-    cart = _admin(sandbox_url, "webroot/carts")["VendorOrderCode"]
+    plan = h.admin("chaiz/plans")
+    customer, offer = h.admin("adobe_vip/customers"), h.admin("adobe_vip/offers")
+    h.admin("battleface/products")
+    quote = h.admin("battleface/quotes")["quote_id"]
+    cart = h.admin("webroot/carts")["VendorOrderCode"]
     orders = {
         "extend valid": ("extend", sample_order(f"demo-{run_id}-valid"), Status.PLACED),
         "extend invalid": ("extend", invalid, Status.REJECTED),
@@ -61,51 +56,20 @@ def jobs(run_id: str, sandbox_url: str) -> dict[str, tuple[dict, str]]:
     }
 
 
-def _admin(sandbox_url: str, path: str, method: str = "POST") -> dict:
-    request = urllib.request.Request(
-        f"{sandbox_url}/_sandbox/{path}",
-        data=b"{}" if method == "POST" else None,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as resp:
-        return json.load(resp)
-
-
 def run(*, timeout: float, workdir: Path) -> int:
-    logs = Path(tempfile.mkdtemp(prefix="orderrelay-demo-"))
-    with embedded.services(os.environ.get("ORDERRELAY_BROKER_URL"), os.environ.get("ORDERRELAY_DATABASE_URL")) as (
-        broker_url,
-        database_url,
-        notes,
-    ):
-        for note in notes:
-            console.print(f"[dim]using {note}[/]")
-        port = embedded.free_port()
-        env = processes.environment(broker_url, database_url, port, sweep_interval="2", backoff_max="5")
-        os.environ.update({k: v for k, v in env.items() if k.startswith("ORDERRELAY_")})
-        from store.db import migrate
-
-        migrate(database_url)
-        started: list[processes.Process] = []
-        try:
-            console.print("starting the sandbox, a worker and beat ...")
-            started.append(processes.sandbox(env, port, logs))
-            started.append(processes.worker(env, logs, name="demo-worker", concurrency=16))
-            started.append(processes.beat(env, logs))
-            ok = _submit_and_watch(database_url, port, timeout)
-        finally:
-            for proc in reversed(started):
-                proc.stop()
+    with harness("demo", sweep_interval="2", backoff_max="5") as h:
+        console.print("starting a worker and beat ...")
+        h.worker("demo-worker", concurrency=16)
+        h.beat()
+        ok = _submit_and_watch(h, timeout)
     if ok:
-        shutil.rmtree(logs, ignore_errors=True)
         console.print("[bold green]demo passed[/]: every order ended as expected.")
         return 0
-    console.print(f"[bold red]demo failed[/]; process logs are in {logs}")
+    console.print("[bold red]demo failed[/]: see the process logs above.")
     return 1
 
 
-def _submit_and_watch(database_url: str, port: int, timeout: float) -> bool:
+def _submit_and_watch(h: Harness, timeout: float) -> bool:
     import psycopg
     from psycopg.rows import dict_row
 
@@ -116,8 +80,7 @@ def _submit_and_watch(database_url: str, port: int, timeout: float) -> bool:
     from worker.app import app
 
     run_id = uuid.uuid4().hex[:8]
-    sandbox_url = f"http://127.0.0.1:{port}"
-    demo_jobs = jobs(run_id, sandbox_url)
+    demo_jobs = jobs(run_id, h)
     vault = Vault(get_settings().fernet_keys)
     for job, _ in demo_jobs.values():
         send(app, vault, job["provider"], job["order"], idempotency_key=job["idempotency_key"])
@@ -129,7 +92,7 @@ def _submit_and_watch(database_url: str, port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     rows: list[dict] = []
     with (
-        psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn,
+        psycopg.connect(h.database_url, row_factory=dict_row, autocommit=True) as conn,
         Live(console=console, refresh_per_second=4) as live,
     ):
         while time.monotonic() < deadline:
@@ -162,6 +125,6 @@ def _submit_and_watch(database_url: str, port: int, timeout: float) -> bool:
             waited >= needed, f"extend delayed: placed {waited:.1f}s after it was received (wait asked: {needed:.1f}s)"
         )
     for provider, expected in (("extend", 2), ("chaiz", 1), ("adobe_vip", 1), ("battleface", 1), ("webroot", 1)):
-        made = _admin(sandbox_url, f"{provider}/orders", method="GET")["count"]
+        made = h.admin(f"{provider}/orders", method="GET")["count"]
         report(made == expected, f"the sandbox's {provider} made {made} order(s) (expected {expected})")
     return ok

@@ -148,7 +148,7 @@ def run_cli(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         check=False,
     )
 
@@ -250,3 +250,21 @@ def test_a_connection_dropped_after_create(provider, status, worker, celery_app,
     row = final(db, key)
     assert row["status"] == status
     assert sandbox.orders(provider)["count"] == 1
+
+
+def test_a_short_fault_drill_loses_and_doubles_nothing(service_env, tmp_path):
+    broker = service_env["ORDERRELAY_BROKER_URL"].rsplit("/", 1)[0] + "/13"  # its own workers, its own queues
+    env = {k: v for k, v in service_env.items() if not k.startswith("ORDERRELAY_")}
+    env.update(ORDERRELAY_BROKER_URL=broker, ORDERRELAY_DATABASE_URL=service_env["ORDERRELAY_DATABASE_URL"])
+    out = tmp_path / "drill.json"
+    result = run_cli(
+        env, "chaos", "--orders", "60", "--kills", "2", "--seed", "3", "--timeout", "150", "--out", str(out)
+    )
+    report = json.loads(out.read_text())
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert report["passed"] is True
+    assert report["lost"] == []
+    assert set(report["duplicates"].values()) == {0}
+    assert report["worker_kills"] == 2
+    assert report["redis_flushes"] == 1
+    assert sum(report["end_states"].values()) == 60
