@@ -268,3 +268,26 @@ def test_a_short_fault_drill_loses_and_doubles_nothing(service_env, tmp_path):
     assert report["worker_kills"] == 2
     assert report["redis_flushes"] == 1
     assert sum(report["end_states"].values()) == 60
+
+
+def test_a_wait_survives_a_redis_flush_and_a_worker_restart(worker, celery_app, service_env, logs, db, sandbox):
+    import redis
+
+    submit(
+        celery_app,
+        provider="extend",
+        order=sample_order("e2e-durable", transactionDelay=3 / 86400),
+        idempotency_key="e2e-durable",
+    )
+    wait_until(lambda: db.execute("SELECT 1 FROM orders WHERE idempotency_key = 'e2e-durable'").fetchone(), 10)
+    redis.Redis.from_url(service_env["ORDERRELAY_BROKER_URL"]).flushdb()  # the countdown message is gone
+    worker.popen.kill()
+    worker.popen.wait()
+    with (
+        started(processes.worker(service_env, logs, name="e2e-worker-2", concurrency=8)),
+        started(processes.beat(service_env, logs)),
+    ):
+        row = final(db, "e2e-durable", timeout=40)
+    assert row["status"] == Status.PLACED
+    assert (row["placed_at"] - row["created_at"]).total_seconds() >= 3
+    assert sandbox.orders()["count"] == 1
