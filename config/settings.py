@@ -91,6 +91,8 @@ class Settings:
     breaker_cooldown: float = 30.0
     visibility_timeout: float = 3600.0
     log_level: str = "INFO"
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_max_body: int = 1_000_000
 
 
 def _broker_url(value: str) -> None:
@@ -143,6 +145,8 @@ def load_settings() -> Settings:
             breaker_cooldown=env.float("BREAKER_COOLDOWN", 30.0, validate=Range(min=0.1)),
             visibility_timeout=env.float("VISIBILITY_TIMEOUT", 3600.0, validate=Range(min=60)),
             log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
+            api_keys=env.list("API_KEYS", [], validate=_api_keys),
+            api_max_body=env.int("API_MAX_BODY", 1_000_000, validate=Range(min=1_000, max=50_000_000)),
         )
         providers = {}
         for provider in enabled or ():
@@ -166,6 +170,7 @@ def load_settings() -> Settings:
             f"  {PREFIX}COUNTDOWN_HORIZON: must be below {PREFIX}VISIBILITY_TIMEOUT, "
             "or Redis redelivers countdown tasks early."
         )
+    values["api_keys"] = tuple(values["api_keys"])
     return Settings(providers=providers, fernet_keys=tuple(values.pop("fernet_keys")), **values)
 
 
@@ -176,6 +181,11 @@ def _known_providers(values: list[str]) -> None:
     missing = [v for v in values if v not in PROVIDER_VARIABLES]
     if missing:
         raise ValidationError(f"Not implemented yet: {missing}.")
+
+
+def _api_keys(values: list[str]) -> None:
+    if any(len(key) < 16 for key in values):
+        raise ValidationError("Every API key needs at least 16 characters.")
 
 
 def _path(value: str) -> None:
@@ -193,3 +203,26 @@ def _http_url(value: str) -> None:
 def get_settings() -> Settings:
     """The process's settings, read on first use and never again."""
     return load_settings()
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    """What a checkout process needs to send jobs: the broker and the card-sealing keys."""
+
+    broker_url: str = field(repr=False)
+    fernet_keys: tuple[str, ...] = field(repr=False)
+
+
+@functools.cache
+def get_producer_settings() -> ProducerSettings:
+    """ORDERRELAY_BROKER_URL and ORDERRELAY_FERNET_KEYS, read once; ConfigError names what is wrong."""
+    env = Env(eager=False, expand_vars=False)
+    with env.prefixed(PREFIX):
+        broker_url = env.str("BROKER_URL", validate=_broker_url)
+        keys = env.list("FERNET_KEYS", validate=_fernet_keys)
+    try:
+        env.seal()
+    except EnvValidationError as exc:
+        lines = [f"  {name}: {' '.join(msgs)}" for name, msgs in sorted(exc.error_messages.items())]
+        raise ConfigError("the orderrelay producer needs these environment variables:\n" + "\n".join(lines)) from None
+    return ProducerSettings(broker_url, tuple(keys))

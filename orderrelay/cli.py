@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -15,6 +13,7 @@ from rich.table import Table
 
 from orderrelay.constants import ALL_STATUSES, PROVIDER_IDS
 from orderrelay.errors import ConfigError, OrderNotFound
+from orderrelay.views import ORDER_FIELDS, jsonable, order_view
 
 console = Console(highlight=False)
 
@@ -26,47 +25,6 @@ def _settings():
         return get_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
-
-
-ORDER_FIELDS = (
-    "id",
-    "provider",
-    "status",
-    "idempotency_key",
-    "provider_ref",
-    "provider_status",
-    "attempt_count",
-    "due_at",
-    "created_at",
-    "updated_at",
-    "placed_at",
-    "last_error",
-    "errors",
-)
-
-
-def order_view(row: dict) -> dict:
-    """The stable ``--json`` shape of one order (card data never appears: only redacted requests are shown)."""
-    from orderrelay.constants import SECRET_KEYS
-    from orderrelay.vault import mask
-
-    view = {name: row.get(name) for name in ORDER_FIELDS}
-    view["request"] = mask(row.get("request"), SECRET_KEYS)
-    view["attempts"] = row.get("attempts", [])
-    view["events"] = row.get("events", [])
-    return _jsonable(view)
 
 
 def _connect():
@@ -162,7 +120,7 @@ def list_(status: str | None, provider: str | None, limit: int, as_json: bool) -
     from store.orders import list_orders
 
     with _connect() as conn:
-        rows = [_jsonable(r) for r in list_orders(conn, status=status, provider=provider, limit=limit)]
+        rows = [jsonable(r) for r in list_orders(conn, status=status, provider=provider, limit=limit)]
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
@@ -256,7 +214,7 @@ def status(as_json: bool) -> None:
     from store.orders import circuits, counts
 
     with _connect() as conn:
-        view = {"orders": _jsonable(counts(conn)), "circuits": _jsonable(circuits(conn))}
+        view = {"orders": jsonable(counts(conn)), "circuits": jsonable(circuits(conn))}
     if as_json:
         click.echo(json.dumps(view, indent=2, sort_keys=True))
         return
@@ -275,6 +233,18 @@ def status(as_json: bool) -> None:
             str(row["updated_at"])[:19],
         )
     console.print(breakers)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+def api(host: str, port: int) -> None:
+    """Serve the HTTP intake API (needs ORDERRELAY_API_KEYS)."""
+    from api.app import serve
+
+    _settings()
+    click.echo(f"intake API on http://{host}:{port} (OpenAPI at /openapi.json)")
+    serve(host, port)
 
 
 @main.command()

@@ -10,7 +10,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -50,6 +50,8 @@ class Next:
     place_now: bool = False
     countdown: float | None = None
     provider: str | None = None  # its queue, when a message is to be sent
+    created: bool = False  # intake: a new order (not one found by its key or message)
+    conflict: bool = False  # intake: the key was used before with another body
 
 
 def _now() -> datetime:
@@ -67,6 +69,20 @@ def _schedule(rt: Runtime, order_id: uuid.UUID, status: str, due_at: datetime | 
     return Next(order_id, status)  # a long wait: the sweep sends it when it is due
 
 
+ORDER_IDS = uuid.UUID("6f1c1d3e-4a51-4c83-9d0e-0b7a3c5e2f10")  # namespace of ids derived from producers' keys
+
+
+def order_id_for(idempotency_key: str | None, message_id: str | None) -> uuid.UUID:
+    """The id an order gets: derived from the producer's key (so a producer knows it before any worker has
+    run), else the message's id when that is a UUID (Celery's are), else a new one."""
+    if idempotency_key:
+        return uuid.uuid5(ORDER_IDS, idempotency_key)
+    try:
+        return uuid.UUID(str(message_id))
+    except ValueError:
+        return uuid.uuid4()
+
+
 def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
     """Validate a job and record it as an order (or a rejected one). A repeated key or message adds no row."""
     now = _now()
@@ -80,6 +96,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
     with rt.db.connection() as conn:
         row = store.insert_order(
             conn,
+            order_id=order_id_for(valid.idempotency_key, message_id),
             provider=valid.provider,
             status=status,
             request=valid.order,
@@ -92,12 +109,17 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
             received_at=now,
         )
     if not row["created"]:
-        log.info("order %s: job seen before (key or message repeated); no new order", row["id"])
-        if row["status"] not in (Status.QUEUED,):
-            return Next(row["id"], row["status"])
-        return Next(row["id"], row["status"], place_now=True, provider=valid.provider)
+        conflict = row["request_hash"] != valid.fingerprint
+        log.info("order %s: job seen before (key or message repeated; other body: %s)", row["id"], conflict)
+        return Next(
+            row["id"],
+            row["status"],
+            place_now=row["status"] == Status.QUEUED and not conflict,
+            provider=valid.provider,
+            conflict=conflict,
+        )
     log.info("order %s provider=%s status=%s due_at=%s", row["id"], valid.provider, status, valid.due_at)
-    return _schedule(rt, row["id"], status, valid.due_at, valid.provider)
+    return replace(_schedule(rt, row["id"], status, valid.due_at, valid.provider), created=True)
 
 
 def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> Next:
@@ -106,8 +128,9 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
     key = raw.get("idempotency_key") if "idempotency_key" not in exc.errors else None
     kept = stored_job(job)
     with rt.db.connection() as conn:
-        row = store.insert_order(
+        row = store.insert_order(  # a rejected job keeps its key but does not use it up: fix the job, send it again
             conn,
+            order_id=order_id_for(None, message_id),
             provider=provider,
             status=Status.REJECTED,
             request=kept,
@@ -120,7 +143,7 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
             errors=exc.errors,
         )
     log.info("order %s rejected: %d field error(s)", row["id"], len(exc.errors))
-    return Next(row["id"], row["status"])
+    return Next(row["id"], row["status"], created=row["created"])
 
 
 def backoff(settings: Settings, attempt: int, retry_after: float | None) -> float:

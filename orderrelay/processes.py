@@ -150,3 +150,21 @@ def environment(broker_url: str, database_url: str, sandbox_port: int, **overrid
     env.update(provider_environment(sandbox_port))
     env.update({f"ORDERRELAY_{k.upper()}": v for k, v in overrides.items()})
     return env
+
+
+def api(env: Mapping[str, str], port: int, log_dir: Path) -> Process:
+    """The HTTP intake API on ``port``, once its health check answers."""
+    proc = Process(
+        "api", [sys.executable, "-m", "orderrelay.cli", "api", "--port", str(port)], env, log_dir / "api.log"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return proc
+        except OSError:
+            if not proc.alive():
+                break
+            time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"the API did not start; its log ends:\n{proc.log()[-3000:]}")

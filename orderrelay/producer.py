@@ -1,12 +1,40 @@
-"""Sending jobs from Python: card fields sealed before the message leaves the process, a repr without order data."""
+"""Sending jobs from Python checkout code.
+
+    from orderrelay.producer import submit_order
+    order_id = submit_order("extend", order, idempotency_key="cart-81723")
+
+Card fields are sealed before the message leaves the process; Flower and logs see only the provider and the
+key. The order id is known at once: it is derived from the idempotency key (the same key, the same id), or
+is the message's own id when there is no key. Needs ORDERRELAY_BROKER_URL and ORDERRELAY_FERNET_KEYS only.
+"""
 
 from __future__ import annotations
 
+import functools
+import uuid
 from typing import Any
 
+from celery import Celery
+
 import providers
-from orderrelay.constants import TASK_SUBMIT
+from config.settings import get_producer_settings
+from orderrelay.constants import QUEUE_ORDERS, TASK_SUBMIT
+from orderrelay.pipeline import order_id_for
 from orderrelay.vault import Vault, seal_fields
+
+
+@functools.cache
+def _producer() -> tuple[Celery, Vault]:
+    settings = get_producer_settings()
+    app = Celery("orderrelay-producer", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(task_serializer="json", accept_content=["json"], task_default_queue=QUEUE_ORDERS)
+    return app, Vault(settings.fernet_keys)
+
+
+def submit_order(provider: str, order: dict, idempotency_key: str | None = None, not_before: str | None = None) -> str:
+    """Send a job to orderrelay and return the id its order has (or will have) at once."""
+    app, vault = _producer()
+    return send(app, vault, provider, order, idempotency_key=idempotency_key, not_before=not_before)
 
 
 def send(
@@ -18,11 +46,13 @@ def send(
     idempotency_key: str | None = None,
     not_before: str | None = None,
 ) -> str:
-    """Publish an ``orders.submit`` message; returns the message id. Flower and logs see only provider and key."""
+    """Publish an ``orders.submit`` message with sealed card fields; returns the order's id."""
     if provider in providers.REGISTRY and isinstance(order, dict):
         order = seal_fields(vault, order, providers.get(provider).CARD_FIELDS)
     kwargs: dict[str, Any] = {"provider": provider, "order": order, "idempotency_key": idempotency_key}
     if not_before is not None:
         kwargs["not_before"] = not_before
+    message_id = str(uuid.uuid4())
     shown = repr({"provider": provider, "idempotency_key": idempotency_key})
-    return app.send_task(TASK_SUBMIT, kwargs=kwargs, argsrepr="()", kwargsrepr=shown).id
+    app.send_task(TASK_SUBMIT, kwargs=kwargs, task_id=message_id, queue=QUEUE_ORDERS, argsrepr="()", kwargsrepr=shown)
+    return str(order_id_for(idempotency_key, message_id))

@@ -20,6 +20,7 @@ def _json(value: Any) -> Jsonb | None:
 def insert_order(
     conn: Connection,
     *,
+    order_id: uuid.UUID | None = None,
     provider: str | None,
     status: str,
     request: dict,
@@ -37,7 +38,7 @@ def insert_order(
     The result has ``id``, ``status``, ``created`` and, for an existing order, its ``request_hash``.
     """
     params = {
-        "id": uuid.uuid4(),
+        "id": order_id or uuid.uuid4(),
         "provider": provider,
         "status": status,
         "idempotency_key": idempotency_key,
@@ -205,10 +206,11 @@ def get_order(conn: Connection, order_id: uuid.UUID | str | None = None, *, key:
 
 
 def list_orders(
-    conn: Connection, *, status: str | None = None, provider: str | None = None, limit: int = 100
+    conn: Connection, *, status: str | None = None, provider: str | None = None, limit: int = 100, offset: int = 0
 ) -> list[dict]:
     """Newest orders first, filtered by status and provider."""
-    return conn.execute(queries.LIST_ORDERS, {"status": status, "provider": provider, "limit": limit}).fetchall()
+    params = {"status": status, "provider": provider, "limit": limit, "offset": offset}
+    return conn.execute(queries.LIST_ORDERS, params).fetchall()
 
 
 def defer(

@@ -18,8 +18,8 @@ SELECT id, status, true AS created FROM ins
 
 FIND_DUPLICATE = """
 SELECT id, status, request_hash, false AS created FROM orders
-WHERE (idempotency_key = %(idempotency_key)s) OR (message_id = %(message_id)s)
-ORDER BY (idempotency_key = %(idempotency_key)s) DESC NULLS LAST
+WHERE id = %(id)s OR message_id = %(message_id)s OR (idempotency_key = %(idempotency_key)s AND status <> 'rejected')
+ORDER BY (idempotency_key = %(idempotency_key)s AND status <> 'rejected') DESC NULLS LAST, (id = %(id)s) DESC
 LIMIT 1
 """
 
@@ -143,7 +143,9 @@ TOUCH = "UPDATE orders SET updated_at = clock_timestamp() WHERE id = %(id)s"
 SET_EXPECTED = "UPDATE orders SET expected_at = %(expected_at)s WHERE id = %(id)s"
 
 GET_ORDER = "SELECT * FROM orders WHERE id = %(id)s"
-GET_ORDER_BY_KEY = "SELECT * FROM orders WHERE idempotency_key = %(key)s"
+GET_ORDER_BY_KEY = """
+SELECT * FROM orders WHERE idempotency_key = %(key)s ORDER BY (status = 'rejected'), created_at DESC LIMIT 1
+"""
 ORDER_EVENTS = "SELECT at, from_status, to_status, reason FROM order_events WHERE order_id = %(id)s ORDER BY id"
 ORDER_ATTEMPTS = """
 SELECT number, idempotency_key, started_at, finished_at, http_status, latency_ms, outcome, error
@@ -155,7 +157,7 @@ SELECT id, provider, status, idempotency_key, provider_ref, provider_status, att
 FROM orders
 WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(provider)s::text IS NULL OR provider = %(provider)s)
 ORDER BY created_at DESC, id
-LIMIT %(limit)s
+LIMIT %(limit)s OFFSET %(offset)s
 """
 
 # Give a claim back without a call (the provider's circuit is open, or its calls are capped): the attempt row

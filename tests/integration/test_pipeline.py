@@ -170,3 +170,15 @@ def test_given_a_worker_lost_mid_call_then_the_sweep_requeues_it_and_the_same_ke
     placed = order(db, step.order_id)
     assert [a["outcome"] for a in placed["attempts"]] == ["in_doubt", "placed"]
     assert sandbox.orders()["count"] == 1
+
+
+def test_a_rejected_job_does_not_use_up_its_key(runtime, db, sandbox):
+    bad = job(idempotency_key="k-fix")
+    bad["order"]["total"] = -1
+    rejected = pipeline.intake(runtime, bad, message_id="m-bad-1")
+    fixed = pipeline.intake(runtime, job(idempotency_key="k-fix"), message_id="m-good-1")
+    assert rejected.status == Status.REJECTED
+    assert fixed.created
+    assert fixed.order_id != rejected.order_id
+    assert store.get_order(db, key="k-fix")["id"] == fixed.order_id
+    assert order(db, rejected.order_id)["idempotency_key"] == "k-fix"  # kept, for looking it up

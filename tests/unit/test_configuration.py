@@ -69,7 +69,7 @@ def test_docker_compose_matches_the_compose_specification():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     jsonschema.validate(compose, schema)
     services = compose["services"]
-    assert {"redis", "postgres", "migrate", "worker", "beat", "flower", "sandbox"} <= set(services)
+    assert {"redis", "postgres", "migrate", "worker", "beat", "flower", "sandbox", "api"} <= set(services)
     assert "--appendonly" in " ".join(services["redis"]["command"])
     command = services["worker"]["command"]
     assert "-E" in command
@@ -80,7 +80,7 @@ def test_docker_compose_matches_the_compose_specification():
 
 def test_procfile_runs_each_process_with_the_celery_app():
     lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
-    assert {"worker", "beat", "flower", "sandbox", "release"} <= set(lines)
+    assert {"worker", "beat", "flower", "sandbox", "release", "api"} <= set(lines)
     for name in ("worker", "beat", "flower"):
         argv = shlex.split(lines[name])
         assert argv[:3] == ["celery", "-A", "worker.app"]
