@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import ValidationError
 
+from api.metrics import registry
 from api.openapi import document
 from config.settings import Settings
 from orderrelay import operations, pipeline
@@ -30,7 +31,7 @@ from store import orders as store
 
 log = logging.getLogger("orderrelay.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC = ("/healthz", "/openapi.json")
+PUBLIC = ("/healthz", "/openapi.json", "/metrics")
 
 
 @dataclass
@@ -171,6 +172,13 @@ def _ping_db(ctx: Context) -> None:
         conn.execute("SELECT 1")
 
 
+async def metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    body = await asyncio.to_thread(generate_latest, request.app["metrics"])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app["openapi"])
 
@@ -179,6 +187,7 @@ def make_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=ctx.settings.api_max_body)
     app["ctx"] = ctx
     app["openapi"] = document()
+    app["metrics"] = registry(ctx.db)
     app.router.add_post("/orders", submit)
     app.router.add_get("/orders", list_orders)
     app.router.add_get("/orders/{order_id}", show)
@@ -186,6 +195,7 @@ def make_app(ctx: Context) -> web.Application:
     app.router.add_post("/orders/{order_id}/cancel", _action(operations.cancel))
     app.router.add_get("/healthz", health)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

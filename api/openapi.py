@@ -127,6 +127,20 @@ def document() -> dict:
             },
         )
     spec.path(
+        path="/metrics",
+        operations={
+            "get": {
+                "summary": "Prometheus metrics, computed from Postgres",
+                "responses": {
+                    "200": {
+                        "description": "Metrics in the Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    )
+    spec.path(
         path="/healthz",
         operations={
             "get": {

@@ -6,7 +6,14 @@ Postgres, not Redis, holds the truth, so the sweep finds any work whose message 
 """
 
 from config.settings import get_settings
-from orderrelay.constants import QUEUE_ORDERS, TASK_FOLLOW_UP, TASK_RETRY_FAILED, TASK_SUBMIT, TASK_SWEEP
+from orderrelay.constants import (
+    QUEUE_ORDERS,
+    TASK_ERASE_CARD_DATA,
+    TASK_FOLLOW_UP,
+    TASK_RETRY_FAILED,
+    TASK_SUBMIT,
+    TASK_SWEEP,
+)
 
 _settings = get_settings()
 
@@ -33,7 +40,10 @@ worker_send_task_events = True  # Flower sees every task
 task_send_sent_event = True
 
 task_default_queue = QUEUE_ORDERS
-task_routes = {name: {"queue": QUEUE_ORDERS} for name in (TASK_SUBMIT, TASK_SWEEP, TASK_FOLLOW_UP, TASK_RETRY_FAILED)}
+task_routes = {
+    name: {"queue": QUEUE_ORDERS}
+    for name in (TASK_SUBMIT, TASK_SWEEP, TASK_FOLLOW_UP, TASK_RETRY_FAILED, TASK_ERASE_CARD_DATA)
+}
 # orders.place goes to the order's provider queue (orders.<provider>), chosen when it is sent.
 
 beat_schedule = {
@@ -47,6 +57,7 @@ beat_schedule = {
         "schedule": min(60.0, _settings.retry_round_interval),
         "options": {"expires": 60},
     },
+    "erase-old-card-data": {"task": TASK_ERASE_CARD_DATA, "schedule": 3600.0, "options": {"expires": 3600}},
     "follow-up-placed-orders": {
         "task": TASK_FOLLOW_UP,
         "schedule": _settings.follow_up_interval,

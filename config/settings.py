@@ -91,8 +91,10 @@ class Settings:
     breaker_cooldown: float = 30.0
     visibility_timeout: float = 3600.0
     log_level: str = "INFO"
+    log_format: str = "text"
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     api_max_body: int = 1_000_000
+    card_retention: float = 30 * 86400.0
 
 
 def _broker_url(value: str) -> None:
@@ -145,8 +147,10 @@ def load_settings() -> Settings:
             breaker_cooldown=env.float("BREAKER_COOLDOWN", 30.0, validate=Range(min=0.1)),
             visibility_timeout=env.float("VISIBILITY_TIMEOUT", 3600.0, validate=Range(min=60)),
             log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
+            log_format=env.str("LOG_FORMAT", "text", validate=OneOf(["text", "json"])),
             api_keys=env.list("API_KEYS", [], validate=_api_keys),
             api_max_body=env.int("API_MAX_BODY", 1_000_000, validate=Range(min=1_000, max=50_000_000)),
+            card_retention=env.float("CARD_RETENTION", 30 * 86400.0, validate=Range(min=0)),
         )
         providers = {}
         for provider in enabled or ():

@@ -207,21 +207,82 @@ def resolve(order_id: str, placed_ref: str | None, failed: bool, reason: str | N
     click.echo(f"order {order_id}: {_act(operations.resolve, order_id, placed_ref=placed_ref, reason=why)}")
 
 
+@main.command(name="rotate-keys")
+def rotate_keys() -> None:
+    """Seal all stored card data again with the newest key (the first in ORDERRELAY_FERNET_KEYS).
+
+    Then the old keys can be removed from ORDERRELAY_FERNET_KEYS.
+    """
+    from rich.progress import Progress
+
+    from orderrelay import operations
+    from orderrelay.vault import Vault
+
+    vault = Vault(_settings().fernet_keys)
+    with _connect() as conn, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("re-sealing", total=None)
+        done = operations.rotate_keys(conn, vault, on_batch=lambda n: progress.advance(task, n))
+    click.echo(f"re-sealed the card data of {done} order(s) with the newest key")
+
+
+def _broker_view(timeout: float = 1.0) -> dict:
+    """Queue depths and the workers that answer a ping; errors say the broker is away, not a traceback."""
+    from orderrelay.constants import ALL_QUEUES
+    from worker.app import app
+
+    def depth(channel, queue: str) -> int:
+        try:
+            return channel.queue_declare(queue=queue, passive=True).message_count
+        except app.connection().channel_errors:  # never declared yet: nothing in it
+            return 0
+
+    try:
+        with app.connection_for_read() as conn:
+            channel = conn.default_channel
+            depths = {queue: depth(channel, queue) for queue in ALL_QUEUES}
+        workers = sorted(name for reply in app.control.ping(timeout=timeout) for name in reply)
+    except Exception as exc:
+        return {"error": f"broker unreachable: {type(exc).__name__}: {exc}", "queues": {}, "workers": []}
+    return {"queues": depths, "workers": workers}
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
 def status(as_json: bool) -> None:
-    """Orders by status per provider, and each worker's circuit breaker per provider."""
-    from store.orders import circuits, counts
+    """One screen: queue depths, workers, orders by status per provider, recent failures, circuit breakers."""
+    from store.orders import circuits, counts, recent_failures
 
     with _connect() as conn:
-        view = {"orders": jsonable(counts(conn)), "circuits": jsonable(circuits(conn))}
+        view = {
+            "orders": jsonable(counts(conn)),
+            "recent_failures": jsonable(recent_failures(conn)),
+            "circuits": jsonable(circuits(conn)),
+            **_broker_view(),
+        }
     if as_json:
         click.echo(json.dumps(view, indent=2, sort_keys=True))
         return
-    table = Table("provider", "status", "orders", "oldest", title="orders")
+    if view.get("error"):
+        console.print(f"[red]{view['error']}[/]")
+    queues = Table("queue", "messages", title="queues")
+    for name, depth in view["queues"].items():
+        queues.add_row(name, str(depth))
+    console.print(queues)
+    console.print(f"workers answering: {', '.join(view['workers']) or 'none'}")
+    table = Table("provider", "status", "orders", "oldest change", title="orders")
     for row in view["orders"]:
         table.add_row(row["provider"] or "-", row["status"], str(row["n"]), str(row["oldest"])[:19])
     console.print(table)
+    failures = Table("id", "provider", "status", "when", "error", title="recent failures")
+    for row in view["recent_failures"]:
+        failures.add_row(
+            row["id"][:8],
+            row["provider"] or "-",
+            row["status"],
+            row["updated_at"][:19],
+            (row["last_error"] or {}).get("message", ""),
+        )
+    console.print(failures)
     breakers = Table("provider", "worker", "state", "failures", "open until", "since", title="circuit breakers")
     for row in view["circuits"]:
         breakers.add_row(

@@ -5,6 +5,7 @@ TASK_PLACE = "orders.place"
 TASK_SWEEP = "orders.sweep"
 TASK_FOLLOW_UP = "orders.follow_up"
 TASK_RETRY_FAILED = "orders.retry_failed"
+TASK_ERASE_CARD_DATA = "orders.erase_card_data"
 
 PROVIDER_IDS = ("chaiz", "extend", "adobe_vip", "battleface", "webroot")
 

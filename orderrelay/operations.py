@@ -60,3 +60,31 @@ def retry_failed_rounds(conn, *, rounds: int, interval: float) -> list[tuple[uui
         if row is not None:
             due.append((row["id"], row["provider"]))
     return due
+
+
+def rotate_keys(conn, vault, *, on_batch=lambda n: None) -> int:
+    """Seal every stored card value again with the newest key; returns how many orders were rewritten."""
+    from orderrelay.vault import reseal_all
+
+    done, after = 0, uuid.UUID(int=0)
+    while rows := store.sealed_orders(conn, after=after):
+        with conn.transaction():
+            for row in rows:
+                store.set_request(conn, row["id"], reseal_all(vault, row["request"]))
+        done += len(rows)
+        after = rows[-1]["id"]
+        on_batch(len(rows))
+    return done
+
+
+def erase_card_data(conn, *, retention: float) -> int:
+    """Erase the sealed card data of orders that ended ``retention`` seconds ago (the last four digits stay)."""
+    from orderrelay.vault import erase_sealed
+
+    erased = 0
+    while rows := store.card_data_due_for_erasure(conn, retention=retention):
+        with conn.transaction():
+            for row in rows:
+                store.set_request(conn, row["id"], erase_sealed(row["request"]))
+        erased += len(rows)
+    return erased

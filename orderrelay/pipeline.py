@@ -24,6 +24,7 @@ from providers import http as provider_http
 from providers.base import Placed
 from schemas.envelope import Job, fingerprint_of, stored_job, validate_job
 from store import orders as store
+from worker.logs import order_fields
 
 log = logging.getLogger("orderrelay.pipeline")
 
@@ -110,7 +111,11 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
         )
     if not row["created"]:
         conflict = row["request_hash"] != valid.fingerprint
-        log.info("order %s: job seen before (key or message repeated; other body: %s)", row["id"], conflict)
+        log.info(
+            "job seen before (its key or message repeated; another body: %s)",
+            conflict,
+            extra=order_fields(row["id"], valid.provider, status=row["status"]),
+        )
         return Next(
             row["id"],
             row["status"],
@@ -118,7 +123,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
             provider=valid.provider,
             conflict=conflict,
         )
-    log.info("order %s provider=%s status=%s due_at=%s", row["id"], valid.provider, status, valid.due_at)
+    log.info("received; due %s", valid.due_at.isoformat(), extra=order_fields(row["id"], valid.provider, status=status))
     return replace(_schedule(rt, row["id"], status, valid.due_at, valid.provider), created=True)
 
 
@@ -142,7 +147,9 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
             reason="rejected: " + "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in exc.errors.items())[:2000],
             errors=exc.errors,
         )
-    log.info("order %s rejected: %d field error(s)", row["id"], len(exc.errors))
+    log.info(
+        "rejected: %d field error(s)", len(exc.errors), extra=order_fields(row["id"], provider, status=Status.REJECTED)
+    )
     return Next(row["id"], row["status"], created=row["created"])
 
 
@@ -211,18 +218,13 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
             request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if done else None,
         )
     if not kept:
-        log.warning("order %s: claim lost before attempt %d finished; outcome not recorded", order_id, attempt)
+        log.warning(
+            "claim lost before the attempt finished; outcome not recorded",
+            extra=order_fields(order_id, provider.ID, attempt),
+        )
         return Next(order_id, "unclaimed")
-    log.info(
-        "order %s provider=%s attempt=%d outcome=%s status=%s latency_ms=%.0f %s",
-        order_id,
-        provider.ID,
-        attempt,
-        Outcome.PLACED if placed else error.outcome,
-        to_status,
-        latency_ms,
-        why,
-    )
+    outcome = Outcome.PLACED if placed else error.outcome
+    log.info("%s (%.0f ms)", why, latency_ms, extra=order_fields(order_id, provider.ID, attempt, outcome, to_status))
     return _schedule(rt, order_id, to_status, due_at, provider.ID)
 
 
@@ -230,6 +232,12 @@ def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str)
     """Give the claim back unused and make the order due again in ``seconds``."""
     to_status = Status.RETRYING if claim["from_status"] == Status.RETRYING else Status.QUEUED
     due_at = _now() + timedelta(seconds=seconds)
+    log.info(
+        "deferred %.1fs without a call: %s",
+        seconds,
+        why,
+        extra=order_fields(claim["id"], provider_id, status=to_status),
+    )
     with rt.db.connection() as conn:
         store.defer(
             conn,
@@ -289,7 +297,7 @@ def follow_up(rt: Runtime, *, limit: int = 200) -> int:
             try:
                 now = rt.run(provider_http.follow_up(provider, rt.http, cfg, order, row["provider_ref"]))
             except ProviderError as exc:
-                log.warning("order %s provider=%s: follow-up failed: %s", row["id"], provider_id, exc.message)
+                log.warning("follow-up failed: %s", exc.message, extra=order_fields(row["id"], provider_id))
                 now = None
             with rt.db.connection() as conn:
                 if now is None or now.status == row["provider_status"]:
@@ -313,7 +321,11 @@ def follow_up(rt: Runtime, *, limit: int = 200) -> int:
                     else None,
                 )
             changed += 1
-            log.info("order %s provider=%s provider_status=%s failed=%s", row["id"], provider_id, now.status, failed)
+            log.info(
+                "provider status now %s",
+                now.status,
+                extra=order_fields(row["id"], provider_id, status=Status.FAILED if failed else Status.PLACED),
+            )
     return changed
 
 

@@ -168,3 +168,15 @@ def api(env: Mapping[str, str], port: int, log_dir: Path) -> Process:
             time.sleep(0.1)
     proc.stop()
     raise RuntimeError(f"the API did not start; its log ends:\n{proc.log()[-3000:]}")
+
+
+def flower(env: Mapping[str, str], port: int, log_dir: Path) -> Process:
+    """Flower on ``port`` (basic auth from FLOWER_BASIC_AUTH in ``env``), once it answers."""
+    proc = Process(
+        "flower",
+        [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={port}", "--address=127.0.0.1"],
+        env,
+        log_dir / "flower.log",
+    )
+    proc.wait_for("Visit me at", timeout=60)
+    return proc

@@ -14,6 +14,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 SEALED = "$sealed"
+ERASED = "$erased"
 
 
 class Vault:
@@ -83,9 +84,31 @@ def erase_fields(order: dict, paths: Iterable[str]) -> dict:
     return order
 
 
+def reseal_all(vault: Vault, value: Any) -> Any:
+    """A copy with every sealed value sealed again with the newest key (``orderrelay rotate-keys``)."""
+    if is_sealed(value):
+        return vault.reseal(value)
+    if isinstance(value, dict):
+        return {k: reseal_all(vault, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reseal_all(vault, v) for v in value]
+    return value
+
+
+def erase_sealed(value: Any) -> Any:
+    """A copy with every sealed value gone for good; a card number keeps only its last four digits."""
+    if is_sealed(value):
+        return {ERASED: True, **({"last4": value["last4"]} if "last4" in value else {})}
+    if isinstance(value, dict):
+        return {k: erase_sealed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [erase_sealed(v) for v in value]
+    return value
+
+
 def mask(value: Any, secret_keys: frozenset[str]) -> Any:
     """A copy for display: sealed values as ``**** 1234`` (or ``[sealed]``), secret keys ``[redacted]``."""
-    if is_sealed(value):
+    if is_sealed(value) or (isinstance(value, Mapping) and value.get(ERASED)):
         return f"**** {value['last4']}" if "last4" in value else "[sealed]"
     if isinstance(value, dict):
         return {

@@ -297,3 +297,22 @@ def circuits(conn: Connection) -> list[dict]:
 def counts(conn: Connection) -> list[dict]:
     """How many orders each provider has in each status, and the oldest last change among them."""
     return conn.execute(queries.COUNTS).fetchall()
+
+
+def sealed_orders(conn: Connection, *, after: uuid.UUID, limit: int = 500) -> list[dict]:
+    """Orders whose stored request holds sealed card data, in id order after ``after``."""
+    return conn.execute(queries.SEALED_ORDERS, {"after": after, "limit": limit}).fetchall()
+
+
+def card_data_due_for_erasure(conn: Connection, *, retention: float, limit: int = 500) -> list[dict]:
+    """Ended orders still holding sealed card data ``retention`` seconds after their last change."""
+    return conn.execute(queries.CARD_DATA_DUE_FOR_ERASURE, {"retention": retention, "limit": limit}).fetchall()
+
+
+def set_request(conn: Connection, order_id: uuid.UUID, request: dict) -> None:
+    conn.execute(queries.SET_REQUEST, {"id": order_id, "request": Jsonb(request)})
+
+
+def recent_failures(conn: Connection, *, limit: int = 10) -> list[dict]:
+    """The latest failed and in-doubt orders."""
+    return conn.execute(queries.RECENT_FAILURES, {"limit": limit}).fetchall()

@@ -230,3 +230,23 @@ COUNTS = """
 SELECT provider, status, count(*) AS n, min(updated_at) AS oldest FROM orders
 GROUP BY provider, status ORDER BY provider NULLS LAST, status
 """
+
+# Orders holding sealed card data (for key rotation), by id, a batch at a time.
+SEALED_ORDERS = """
+SELECT id, request FROM orders WHERE request::text LIKE '%%"$sealed"%%' AND id > %(after)s ORDER BY id LIMIT %(limit)s
+"""
+
+# Ended orders whose card data has been kept long enough.
+CARD_DATA_DUE_FOR_ERASURE = """
+SELECT id, request FROM orders
+WHERE status IN ('placed', 'failed', 'rejected', 'canceled') AND request::text LIKE '%%"$sealed"%%'
+  AND updated_at < clock_timestamp() - make_interval(secs => %(retention)s)
+ORDER BY id LIMIT %(limit)s
+"""
+
+SET_REQUEST = "UPDATE orders SET request = %(request)s WHERE id = %(id)s"
+
+RECENT_FAILURES = """
+SELECT id, provider, status, last_error, updated_at FROM orders
+WHERE status IN ('failed', 'in_doubt') ORDER BY updated_at DESC LIMIT %(limit)s
+"""

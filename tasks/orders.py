@@ -7,6 +7,7 @@ import uuid
 from orderrelay import operations, pipeline
 from orderrelay.constants import (
     PROVIDER_QUEUES,
+    TASK_ERASE_CARD_DATA,
     TASK_FOLLOW_UP,
     TASK_PLACE,
     TASK_RETRY_FAILED,
@@ -74,3 +75,11 @@ def retry_failed() -> dict:
     for order_id, provider in due:
         send_place(order_id, provider)
     return {"requeued": len(due)}
+
+
+@app.task(name=TASK_ERASE_CARD_DATA, **RETRY)
+def erase_card_data() -> dict:
+    """Erase the sealed card numbers of orders that ended ORDERRELAY_CARD_RETENTION seconds ago."""
+    rt = runtime.current()
+    with rt.db.connection() as conn:
+        return {"erased": operations.erase_card_data(conn, retention=rt.settings.card_retention)}

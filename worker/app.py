@@ -11,7 +11,7 @@ from celery import Celery, signals
 
 from config.settings import get_settings
 from orderrelay.errors import ConfigError
-from worker import runtime
+from worker import logs, runtime
 
 try:
     get_settings()
@@ -22,6 +22,12 @@ except ConfigError as exc:
 
 app = Celery("orderrelay", include=["tasks.orders"])
 app.config_from_object("config.celery_config")
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _log_format(logger=None, **kwargs) -> None:
+    logs.apply(logger, get_settings().log_format)
 
 
 @signals.worker_process_init.connect

@@ -181,3 +181,13 @@ def test_the_python_producer_returns_the_order_id_at_once(service_env, db, monke
         for expected in (order_id, keyless):
             wait_until(lambda e=expected: db.execute("SELECT status FROM orders WHERE id = %s", [e]).fetchone(), 20)
     assert producer.submit_order("extend", sample_order("api-py"), idempotency_key="api-py") == order_id
+
+
+def test_metrics_are_computed_from_postgres(api, db):
+    call(f"{api}/orders", "POST", {"provider": "extend", "order": sample_order("api-m", transactionDelay=1)})
+    request = urllib.request.Request(f"{api}/metrics")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'orderrelay_orders{provider="extend",status="waiting"} 1.0' in text
+    assert "orderrelay_orders_waiting 1.0" in text
+    assert "orderrelay_oldest_due_timestamp_seconds" in text

@@ -61,7 +61,7 @@ def test_task_names_are_registered(conf):
 def test_beat_runs_the_sweep(conf):
     c, _ = conf
     tasks = sorted(entry["task"] for entry in c.beat_schedule.values())
-    assert tasks == ["orders.follow_up", "orders.retry_failed", "orders.sweep"]
+    assert tasks == ["orders.erase_card_data", "orders.follow_up", "orders.retry_failed", "orders.sweep"]
 
 
 def test_docker_compose_matches_the_compose_specification():
@@ -87,3 +87,26 @@ def test_procfile_runs_each_process_with_the_celery_app():
     worker = shlex.split(lines["worker"])
     assert "-E" in worker
     assert set(worker[worker.index("-Q") + 1].split(",")) == set(ALL_QUEUES)
+
+
+def _check_command(argv: list[str]) -> None:
+    """A command is `celery -A worker.app <worker|beat|flower|inspect> ...` or `orderrelay <a real subcommand>`."""
+    from orderrelay.cli import main
+
+    if argv[0] == "celery":
+        assert argv[1:3] == ["-A", "worker.app"], argv
+        assert argv[3] in {"worker", "beat", "flower", "inspect"}, argv
+    else:
+        assert argv[0] == "orderrelay", argv
+        assert argv[1] in main.commands, argv
+
+
+def test_every_service_runs_a_command_the_project_has():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    ours = {name: s for name, s in compose["services"].items() if "build" in s}
+    assert set(ours) == {"migrate", "worker", "beat", "flower", "api", "sandbox"}
+    for service in ours.values():
+        _check_command(service["command"])
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        _check_command(shlex.split(line.split(":", 1)[1].split("#")[0]))
+    assert "noeviction" in compose["services"]["redis"]["command"]
