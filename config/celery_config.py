@@ -7,9 +7,12 @@ Postgres, not Redis, holds the truth, so the sweep finds any work whose message 
 
 from config.settings import get_settings
 from orderrelay.constants import (
+    QUEUE_NOTIFICATIONS,
     QUEUE_ORDERS,
+    TASK_DELIVER,
     TASK_ERASE_CARD_DATA,
     TASK_FOLLOW_UP,
+    TASK_NOTIFY_SWEEP,
     TASK_RETRY_FAILED,
     TASK_SUBMIT,
     TASK_SWEEP,
@@ -44,6 +47,8 @@ task_routes = {
     name: {"queue": QUEUE_ORDERS}
     for name in (TASK_SUBMIT, TASK_SWEEP, TASK_FOLLOW_UP, TASK_RETRY_FAILED, TASK_ERASE_CARD_DATA)
 }
+task_routes[TASK_DELIVER] = {"queue": QUEUE_NOTIFICATIONS}
+task_routes[TASK_NOTIFY_SWEEP] = {"queue": QUEUE_NOTIFICATIONS}
 # orders.place goes to the order's provider queue (orders.<provider>), chosen when it is sent.
 
 beat_schedule = {
@@ -55,6 +60,11 @@ beat_schedule = {
     "retry-failed-orders": {
         "task": TASK_RETRY_FAILED,
         "schedule": min(60.0, _settings.retry_round_interval),
+        "options": {"expires": 60},
+    },
+    "deliver-due-notifications": {
+        "task": TASK_NOTIFY_SWEEP,
+        "schedule": _settings.notify_sweep_interval,
         "options": {"expires": 60},
     },
     "erase-old-card-data": {"task": TASK_ERASE_CARD_DATA, "schedule": 3600.0, "options": {"expires": 3600}},

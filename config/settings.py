@@ -95,6 +95,11 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     api_max_body: int = 1_000_000
     card_retention: float = 30 * 86400.0
+    notify_secret: str | None = field(default=None, repr=False)
+    notify_default: str | None = None
+    notify_allow_http: bool = False
+    notify_deadline: float = 86400.0
+    notify_sweep_interval: float = 5.0
 
 
 def _broker_url(value: str) -> None:
@@ -151,6 +156,11 @@ def load_settings() -> Settings:
             api_keys=env.list("API_KEYS", [], validate=_api_keys),
             api_max_body=env.int("API_MAX_BODY", 1_000_000, validate=Range(min=1_000, max=50_000_000)),
             card_retention=env.float("CARD_RETENTION", 30 * 86400.0, validate=Range(min=0)),
+            notify_secret=env.str("NOTIFY_SECRET", None, validate=lambda s: len(s) >= 16 or _fail("16+ characters")),
+            notify_default=env.str("NOTIFY_DEFAULT_URL", None, validate=_http_url),
+            notify_allow_http=env.bool("NOTIFY_ALLOW_HTTP", False),
+            notify_deadline=env.float("NOTIFY_DEADLINE", 86400.0, validate=Range(min=1)),
+            notify_sweep_interval=env.float("NOTIFY_SWEEP_INTERVAL", 5.0, validate=Range(min=0.5)),
         )
         providers = {}
         for provider in enabled or ():
@@ -185,6 +195,10 @@ def _known_providers(values: list[str]) -> None:
     missing = [v for v in values if v not in PROVIDER_VARIABLES]
     if missing:
         raise ValidationError(f"Not implemented yet: {missing}.")
+
+
+def _fail(message: str) -> bool:
+    raise ValidationError(message)
 
 
 def _api_keys(values: list[str]) -> None:

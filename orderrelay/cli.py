@@ -207,6 +207,52 @@ def resolve(order_id: str, placed_ref: str | None, failed: bool, reason: str | N
     click.echo(f"order {order_id}: {_act(operations.resolve, order_id, placed_ref=placed_ref, reason=why)}")
 
 
+@main.command()
+@click.argument("order_id")
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
+def notifications(order_id: str, as_json: bool) -> None:
+    """The outcome notifications of an order and every delivery attempt."""
+    from store import notifications as notes
+
+    def read(conn, oid):
+        from store.orders import get_order
+
+        get_order(conn, oid)  # a clear error for an unknown order
+        return notes.of_order(conn, uuid.UUID(oid))
+
+    rows = jsonable(_act(read, order_id))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    table = Table("event", "order status", "delivery", "tries", "target", "last try", title="notifications")
+    for row in rows:
+        last = row["attempt_log"][-1] if row["attempt_log"] else {}
+        target = row["target"].get("url") or f"task {row['target'].get('task')}"
+        table.add_row(
+            row["event_id"],
+            row["order_status"],
+            row["status"],
+            str(row["attempts"]),
+            target,
+            str(last.get("http_status") or last.get("error") or ""),
+        )
+    console.print(table)
+
+
+@main.command()
+@click.argument("order_id")
+def redeliver(order_id: str) -> None:
+    """Send an order's latest notification again (the same event id, so receivers can deduplicate)."""
+    from store import notifications as notes
+    from tasks.orders import deliver
+
+    note = _act(lambda conn, oid: notes.redeliver_latest(conn, uuid.UUID(oid), deadline=86400.0), order_id)
+    if note is None:
+        raise click.ClickException(f"order {order_id} has no notification")
+    deliver.apply_async((note,), queue="notifications")
+    click.echo(f"order {order_id}: notification {note} queued again")
+
+
 @main.command(name="rotate-keys")
 def rotate_keys() -> None:
     """Seal all stored card data again with the newest key (the first in ORDERRELAY_FERNET_KEYS).

@@ -6,6 +6,8 @@ TASK_SWEEP = "orders.sweep"
 TASK_FOLLOW_UP = "orders.follow_up"
 TASK_RETRY_FAILED = "orders.retry_failed"
 TASK_ERASE_CARD_DATA = "orders.erase_card_data"
+TASK_DELIVER = "notifications.deliver"
+TASK_NOTIFY_SWEEP = "notifications.sweep"
 
 PROVIDER_IDS = ("chaiz", "extend", "adobe_vip", "battleface", "webroot")
 
@@ -13,7 +15,8 @@ PROVIDER_IDS = ("chaiz", "extend", "adobe_vip", "battleface", "webroot")
 # provider that is slow or down holds up only its own messages.
 QUEUE_ORDERS = "orders"
 PROVIDER_QUEUES = {provider: f"orders.{provider}" for provider in PROVIDER_IDS}
-ALL_QUEUES = (QUEUE_ORDERS, *PROVIDER_QUEUES.values())
+QUEUE_NOTIFICATIONS = "notifications"  # a receiver that is down delays nothing else
+ALL_QUEUES = (QUEUE_ORDERS, *PROVIDER_QUEUES.values(), QUEUE_NOTIFICATIONS)
 
 
 class Status:

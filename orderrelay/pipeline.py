@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from marshmallow import ValidationError
+
 import providers
 from config.settings import Settings
 from orderrelay.breaker import Guard
@@ -23,6 +25,7 @@ from orderrelay.vault import Vault, erase_fields, open_fields
 from providers import http as provider_http
 from providers.base import Placed
 from schemas.envelope import Job, fingerprint_of, stored_job, validate_job
+from store import notifications
 from store import orders as store
 from worker.logs import order_fields
 
@@ -53,6 +56,7 @@ class Next:
     provider: str | None = None  # its queue, when a message is to be sent
     created: bool = False  # intake: a new order (not one found by its key or message)
     conflict: bool = False  # intake: the key was used before with another body
+    notification: int | None = None  # an outcome notification to deliver now
 
 
 def _now() -> datetime:
@@ -88,7 +92,15 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
     """Validate a job and record it as an order (or a rejected one). A repeated key or message adds no row."""
     now = _now()
     try:
-        valid: Job = validate_job(job, enabled=frozenset(rt.settings.providers), vault=rt.vault, now=now)
+        valid: Job = validate_job(
+            job,
+            enabled=frozenset(rt.settings.providers),
+            vault=rt.vault,
+            now=now,
+            allow_http=rt.settings.notify_allow_http,
+            default_notify={"url": rt.settings.notify_default} if rt.settings.notify_default else None,
+            can_sign=bool(rt.settings.notify_secret),
+        )
     except JobInvalid as exc:
         return _reject(rt, job, exc, message_id)
     waits = valid.due_at > now
@@ -108,6 +120,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
             expected_at=valid.due_at if in_horizon else None,
             reason=f"received; due {valid.due_at.isoformat()}" if waits else "received",
             received_at=now,
+            notify=valid.notify,
         )
     if not row["created"]:
         conflict = row["request_hash"] != valid.fingerprint
@@ -144,13 +157,32 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
             message_id=message_id,
             due_at=None,
             expected_at=None,
+            notify=_rejected_target(rt, raw),
             reason="rejected: " + "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in exc.errors.items())[:2000],
             errors=exc.errors,
+        )
+        notification = (
+            notifications.add(conn, row["id"], deadline=rt.settings.notify_deadline) if row["created"] else None
         )
     log.info(
         "rejected: %d field error(s)", len(exc.errors), extra=order_fields(row["id"], provider, status=Status.REJECTED)
     )
-    return Next(row["id"], row["status"], created=row["created"])
+    return Next(row["id"], row["status"], created=row["created"], notification=notification)
+
+
+def _rejected_target(rt: Runtime, raw: dict) -> dict | None:
+    """Where a rejected job's outcome goes: its own target if that part of it is valid, else the default."""
+    from schemas.envelope import NotifySchema
+
+    schema = NotifySchema()
+    schema.context_allow_http = rt.settings.notify_allow_http
+    if raw.get("notify") is not None:
+        try:
+            target = schema.load(raw["notify"])
+        except (ValidationError, TypeError):
+            return None
+        return target if "task" in target or rt.settings.notify_secret else None
+    return {"url": rt.settings.notify_default} if rt.settings.notify_default and rt.settings.notify_secret else None
 
 
 def backoff(settings: Settings, attempt: int, retry_after: float | None) -> float:
@@ -217,6 +249,9 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
             expected_at=due_at if in_horizon else None,
             request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if done else None,
         )
+        notification = None
+        if kept and _ends(settings, to_status, error, claim["retry_round"]):
+            notification = notifications.add(conn, order_id, deadline=settings.notify_deadline)
     if not kept:
         log.warning(
             "claim lost before the attempt finished; outcome not recorded",
@@ -225,7 +260,17 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
         return Next(order_id, "unclaimed")
     outcome = Outcome.PLACED if placed else error.outcome
     log.info("%s (%.0f ms)", why, latency_ms, extra=order_fields(order_id, provider.ID, attempt, outcome, to_status))
-    return _schedule(rt, order_id, to_status, due_at, provider.ID)
+    return replace(_schedule(rt, order_id, to_status, due_at, provider.ID), notification=notification)
+
+
+def _ends(settings: Settings, status: str, error: ProviderError | None, retry_round: int) -> bool:
+    """Whether the checkout system hears of this status now: every end state, but a retryable failure only
+    once the scheduled rounds are spent."""
+    if status in (Status.PLACED, Status.IN_DOUBT):
+        return True
+    if status != Status.FAILED:
+        return False
+    return isinstance(error, PermanentError) or retry_round >= settings.retry_rounds
 
 
 def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str) -> Next:
@@ -320,6 +365,7 @@ def follow_up(rt: Runtime, *, limit: int = 200) -> int:
                     if failed
                     else None,
                 )
+                notifications.add(conn, row["id"], deadline=rt.settings.notify_deadline)  # a later change
             changed += 1
             log.info(
                 "provider status now %s",
@@ -350,11 +396,13 @@ def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
                     due_at=_now(),
                 )
             else:
-                store.transition(
+                moved = store.transition(
                     conn,
                     row["id"],
                     from_statuses=(Status.PLACING,),
                     to_status=Status.IN_DOUBT,
                     reason=f"lease expired (worker lost) mid-call; an operator must check with {provider.ID}",
                 )
+                if moved:
+                    notifications.add(conn, row["id"], deadline=settings.notify_deadline)
         return store.sweep_due(conn, grace=grace)

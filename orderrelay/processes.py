@@ -148,6 +148,8 @@ def environment(broker_url: str, database_url: str, sandbox_port: int, **overrid
         PYTHONUNBUFFERED="1",
     )
     env.update(provider_environment(sandbox_port))
+    env["ORDERRELAY_NOTIFY_SECRET"] = "sandbox-notify-secret-0123456789"  # noqa: S105 - the sandbox's
+    env["ORDERRELAY_NOTIFY_ALLOW_HTTP"] = "true"  # the sandbox's receiver listens on plain http
     env.update({f"ORDERRELAY_{k.upper()}": v for k, v in overrides.items()})
     return env
 

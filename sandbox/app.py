@@ -18,7 +18,7 @@ from types import ModuleType
 
 from aiohttp import web
 
-from sandbox import adobe_vip, battleface, chaiz, extend, webroot
+from sandbox import adobe_vip, battleface, chaiz, extend, receiver, webroot
 
 MODULES: dict[str, ModuleType] = {
     "extend": extend,
@@ -42,10 +42,13 @@ def provider_environment(port: int, host: str = "127.0.0.1") -> dict[str, str]:
 
 def make_app() -> web.Application:
     states = {provider: module.State() for provider, module in MODULES.items()}
+    states["receiver"] = receiver.State()
     app = web.Application(client_max_size=2 * 1024 * 1024)
     for provider, module in MODULES.items():
         app.add_subapp(f"/{provider}", module.make_app(states[provider]))
         app.add_routes(module.make_admin(states[provider]))
+    app.add_subapp("/_receiver", receiver.make_app(states["receiver"]))
+    app.add_routes(receiver.make_admin(states["receiver"]))
     routes = web.RouteTableDef()
 
     def state_of(request: web.Request):

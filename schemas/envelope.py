@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from orderrelay.constants import PROVIDER_IDS, SECRET_KEYS
 from orderrelay.errors import JobInvalid
@@ -22,6 +22,29 @@ MAX_STORED_BYTES = 64_000
 LATEST_DUE = datetime(9000, 1, 1, tzinfo=UTC)
 
 
+class NotifySchema(Schema):
+    """Where the order's outcome goes: an HTTPS callback ``url``, or a Celery ``task`` (and its ``queue``)."""
+
+    class Meta:
+        unknown = RAISE
+
+    url = fields.Url(schemes={"https", "http"}, require_tld=False, validate=validate.Length(max=2000))
+    task = Text(max_length=200, validate=[validate.Regexp(r"^[A-Za-z_][\w.]*$", error="Not a task name.")])
+    queue = Text(max_length=200)
+
+    @validates_schema
+    def one_target(self, data, **kwargs):
+        """Exactly one of url and task; queue only with task; plain http only where allowed."""
+        if ("url" in data) == ("task" in data):
+            raise ValidationError("Give exactly one of url or task.")
+        if "queue" in data and "task" not in data:
+            raise ValidationError("queue goes with task.", "queue")
+        if data.get("url", "").startswith("http:") and not self.context_allow_http:
+            raise ValidationError("Must be an https URL.", "url")
+
+    context_allow_http = False
+
+
 class JobSchema(Schema):
     """``provider``, ``order`` (the provider's create-order body), optional ``idempotency_key``, ``not_before``."""
 
@@ -32,6 +55,7 @@ class JobSchema(Schema):
     order = fields.Dict(keys=fields.String(), required=True)
     idempotency_key = Text(max_length=200, allow_none=True)
     not_before = fields.AwareDateTime(allow_none=True)
+    notify = fields.Nested(NotifySchema, allow_none=True)
 
 
 @dataclass(frozen=True)
@@ -43,9 +67,19 @@ class Job:
     fingerprint: str
     idempotency_key: str | None
     due_at: datetime
+    notify: dict | None = None
 
 
-def validate_job(job: Any, *, enabled: set[str] | frozenset[str], vault: Vault, now: datetime | None = None) -> Job:
+def validate_job(
+    job: Any,
+    *,
+    enabled: set[str] | frozenset[str],
+    vault: Vault,
+    now: datetime | None = None,
+    allow_http: bool = False,
+    default_notify: dict | None = None,
+    can_sign: bool = True,
+) -> Job:
     """Load and check a job; raise JobInvalid with every problem by field path (``order.lineItems.0.plan``).
 
     Card fields a producer sealed are opened to be checked; the order returned has them sealed again.
@@ -53,10 +87,15 @@ def validate_job(job: Any, *, enabled: set[str] | frozenset[str], vault: Vault, 
     now = now or datetime.now(UTC)
     if not isinstance(job, dict):
         raise JobInvalid({"_schema": ["A job is an object of keyword arguments."]})
+    schema = JobSchema()
+    schema.fields["notify"].schema.context_allow_http = allow_http
     try:
-        envelope = JobSchema().load(job)
+        envelope = schema.load(job)
     except ValidationError as exc:
         raise JobInvalid(flatten_errors(exc.messages)) from None
+    notify = envelope.get("notify") or default_notify
+    if notify and "url" in notify and not can_sign:
+        raise JobInvalid({"notify.url": ["Webhooks need ORDERRELAY_NOTIFY_SECRET on this deployment."]})
     provider_id = envelope["provider"]
     if provider_id not in REGISTRY or provider_id not in enabled:
         raise JobInvalid({"provider": [f"Provider {provider_id!r} is not enabled on this deployment."]})
@@ -89,6 +128,7 @@ def validate_job(job: Any, *, enabled: set[str] | frozenset[str], vault: Vault, 
         fingerprint,
         envelope.get("idempotency_key"),
         due_at,
+        notify,
     )
 
 

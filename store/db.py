@@ -13,7 +13,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def make_pool(database_url: str, size: int) -> ConnectionPool:
-    """A pool of ``size`` connections returning rows as dicts; opened at once so a bad URL fails at start-up."""
+    """A pool of ``size`` connections returning rows as dicts; opened at once so a bad URL fails at start-up.
+
+    Each connection is checked as it is handed out, so a Postgres restart or cut connections cost no task.
+    """
     pool = ConnectionPool(
         database_url,
         min_size=1,
@@ -21,6 +24,7 @@ def make_pool(database_url: str, size: int) -> ConnectionPool:
         kwargs={"row_factory": dict_row},
         open=False,
         name="orderrelay",
+        check=ConnectionPool.check_connection,
     )
     pool.open(wait=True, timeout=30)
     return pool

@@ -32,6 +32,7 @@ def insert_order(
     reason: str,
     errors: dict | None = None,
     received_at: datetime | None = None,
+    notify: dict | None = None,
 ) -> dict:
     """Insert a new order with its first event, or return the existing order for the same key or message.
 
@@ -51,6 +52,7 @@ def insert_order(
         "expected_at": expected_at,
         "reason": reason,
         "received_at": received_at,
+        "notify": _json(notify),
     }
     row = conn.execute(queries.INSERT_ORDER, params).fetchone()
     if row is None:  # a unique key matched: the same job was seen before

@@ -3,10 +3,10 @@
 INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
-                        errors, due_at, expected_at, created_at)
+                        errors, due_at, expected_at, created_at, notify)
     VALUES (%(id)s, %(provider)s, %(status)s, %(idempotency_key)s, %(message_id)s, %(provider_key)s,
             %(request)s, %(request_hash)s, %(errors)s, %(due_at)s, %(expected_at)s,
-            coalesce(%(received_at)s, clock_timestamp()))
+            coalesce(%(received_at)s, clock_timestamp()), %(notify)s)
     ON CONFLICT DO NOTHING
     RETURNING id, status
 ), ev AS (
@@ -35,6 +35,7 @@ WITH old AS (
         lease_until = clock_timestamp() + make_interval(secs => %(lease)s), updated_at = clock_timestamp()
     FROM old WHERE o.id = old.id
     RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token, o.round_base,
+              o.retry_round,
               old.status AS from_status
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)
@@ -249,4 +250,67 @@ SET_REQUEST = "UPDATE orders SET request = %(request)s WHERE id = %(id)s"
 RECENT_FAILURES = """
 SELECT id, provider, status, last_error, updated_at FROM orders
 WHERE status IN ('failed', 'in_doubt') ORDER BY updated_at DESC LIMIT %(limit)s
+"""
+
+# A notification of the order's current state, for its target (when it has one). Built from the row itself.
+ADD_NOTIFICATION = """
+INSERT INTO notifications (event_id, order_id, target, body, deadline)
+SELECT %(event_id)s, o.id, o.notify,
+       jsonb_build_object(
+           'version', 1, 'event_id', %(event_id)s::text, 'order_id', o.id, 'idempotency_key', o.idempotency_key,
+           'provider', o.provider, 'status', o.status, 'provider_ref', o.provider_ref,
+           'provider_status', o.provider_status,
+           'error', CASE WHEN o.last_error IS NULL AND o.errors IS NULL THEN NULL
+                         ELSE jsonb_build_object('code', o.last_error->>'code',
+                                                 'message', coalesce(o.last_error->>'message', 'invalid job'),
+                                                 'fields', o.errors) END,
+           'created_at', o.created_at, 'updated_at', o.updated_at, 'placed_at', o.placed_at),
+       clock_timestamp() + make_interval(secs => %(deadline)s)
+FROM orders o WHERE o.id = %(order_id)s AND o.notify IS NOT NULL
+RETURNING id
+"""
+
+# The next delivery of one order may go only once every earlier one is settled: deliveries arrive in order.
+DUE_NOTIFICATIONS = """
+SELECT n.id FROM notifications n
+WHERE n.status = 'pending' AND n.next_attempt_at <= clock_timestamp()
+  AND NOT EXISTS (SELECT 1 FROM notifications e WHERE e.order_id = n.order_id AND e.status = 'pending' AND e.id < n.id)
+ORDER BY n.next_attempt_at LIMIT %(limit)s
+"""
+
+CLAIM_NOTIFICATION = """
+UPDATE notifications n SET next_attempt_at = clock_timestamp() + make_interval(secs => %(lease)s)
+WHERE n.id = %(id)s AND n.status = 'pending' AND n.next_attempt_at <= clock_timestamp()
+  AND NOT EXISTS (SELECT 1 FROM notifications e WHERE e.order_id = n.order_id AND e.status = 'pending' AND e.id < n.id)
+RETURNING n.id, n.event_id, n.order_id, n.target, n.body, n.attempts, n.deadline
+"""
+
+RECORD_NOTIFICATION_ATTEMPT = """
+WITH att AS (
+    INSERT INTO notification_attempts (notification_id, http_status, latency_ms, error)
+    VALUES (%(id)s, %(http_status)s, %(latency_ms)s, %(error)s)
+)
+UPDATE notifications SET attempts = attempts + 1,
+       status = CASE WHEN %(delivered)s THEN 'delivered'
+                     WHEN clock_timestamp() + make_interval(secs => %(retry_in)s) > deadline THEN 'expired'
+                     ELSE 'pending' END,
+       delivered_at = CASE WHEN %(delivered)s THEN clock_timestamp() END,
+       next_attempt_at = clock_timestamp() + make_interval(secs => %(retry_in)s)
+WHERE id = %(id)s
+"""
+
+ORDER_NOTIFICATIONS = """
+SELECT n.id, n.event_id, n.target, n.body->>'status' AS order_status, n.status, n.attempts, n.created_at,
+       n.delivered_at, n.next_attempt_at,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('at', a.at, 'http_status', a.http_status, 'error', a.error)
+                                  ORDER BY a.id)
+                 FROM notification_attempts a WHERE a.notification_id = n.id), '[]'::jsonb) AS attempt_log
+FROM notifications n WHERE n.order_id = %(order_id)s ORDER BY n.id
+"""
+
+REDELIVER_LATEST = """
+UPDATE notifications SET status = 'pending', next_attempt_at = clock_timestamp(),
+       deadline = greatest(deadline, clock_timestamp() + make_interval(secs => %(deadline)s))
+WHERE id = (SELECT max(id) FROM notifications WHERE order_id = %(order_id)s)
+RETURNING id
 """

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from orderrelay import operations, pipeline
+from orderrelay import notify, operations, pipeline
 from orderrelay.constants import (
     PROVIDER_QUEUES,
+    QUEUE_NOTIFICATIONS,
+    TASK_DELIVER,
     TASK_ERASE_CARD_DATA,
     TASK_FOLLOW_UP,
+    TASK_NOTIFY_SWEEP,
     TASK_PLACE,
     TASK_RETRY_FAILED,
     TASK_SUBMIT,
@@ -30,6 +33,8 @@ def _follow(step: pipeline.Next) -> dict:
     rt = runtime.current()
     while step.place_now:
         step = pipeline.place(rt, step.order_id)
+    if step.notification:
+        deliver.apply_async((step.notification,), queue=QUEUE_NOTIFICATIONS)
     if step.countdown is not None and step.provider:
         send_place(step.order_id, step.provider, step.countdown)
     return {"order_id": str(step.order_id), "status": step.status}
@@ -83,3 +88,21 @@ def erase_card_data() -> dict:
     rt = runtime.current()
     with rt.db.connection() as conn:
         return {"erased": operations.erase_card_data(conn, retention=rt.settings.card_retention)}
+
+
+@app.task(name=TASK_DELIVER, **RETRY)
+def deliver(notification_id: int) -> dict:
+    """Deliver one outcome notification (a signed webhook or the producer's own Celery task)."""
+    return {
+        "notification": notification_id,
+        "outcome": notify.deliver(runtime.current(), notification_id, app.send_task),
+    }
+
+
+@app.task(name=TASK_NOTIFY_SWEEP, **RETRY)
+def notify_sweep() -> dict:
+    """Send a delivery message for every notification that is due (new, or due for another try)."""
+    due = notify.due(runtime.current())
+    for notification_id in due:
+        deliver.apply_async((notification_id,), queue=QUEUE_NOTIFICATIONS)
+    return {"due": len(due)}

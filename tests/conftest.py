@@ -136,6 +136,7 @@ def service_env(broker_url, database_url, sandbox_server) -> dict[str, str]:
         sweep_interval="1",
         lease_seconds="5",
         requeue_grace="5",
+        notify_sweep_interval="1",
         breaker_failures="1000",  # breaker tests use a guard of their own
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("ORDERRELAY_")})
@@ -166,7 +167,7 @@ def db(service_env, database_url) -> Iterator[psycopg.Connection]:
     from psycopg.rows import dict_row
 
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("TRUNCATE orders, attempts, order_events")
+        conn.execute("TRUNCATE orders, attempts, order_events, notifications, notification_attempts, provider_circuits")
         yield conn
 
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from orderrelay import embedded, processes
-from orderrelay.constants import Status
+from orderrelay.constants import ALL_QUEUES, Status
 from sandbox.samples import TEST_CARD, chaiz_order
 from tests.conftest import started, wait_until
 
@@ -149,14 +149,7 @@ def test_status_shows_queues_workers_orders_and_failures(stack, db, sandbox):
     env, _, _, _ = stack
     run_orders(env, sandbox, db)
     view = json.loads(cli(env, "status", "--json"))
-    assert set(view["queues"]) == {
-        "orders",
-        "orders.extend",
-        "orders.chaiz",
-        "orders.adobe_vip",
-        "orders.battleface",
-        "orders.webroot",
-    }
+    assert set(view["queues"]) == set(ALL_QUEUES)
     assert any(name.startswith("ops-worker") for name in view["workers"])
     assert {"provider": "chaiz", "status": "placed", "n": 2}.items() <= {
         k: v for row in view["orders"] if row["provider"] == "chaiz" for k, v in row.items()

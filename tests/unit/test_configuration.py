@@ -61,7 +61,13 @@ def test_task_names_are_registered(conf):
 def test_beat_runs_the_sweep(conf):
     c, _ = conf
     tasks = sorted(entry["task"] for entry in c.beat_schedule.values())
-    assert tasks == ["orders.erase_card_data", "orders.follow_up", "orders.retry_failed", "orders.sweep"]
+    assert tasks == [
+        "notifications.sweep",
+        "orders.erase_card_data",
+        "orders.follow_up",
+        "orders.retry_failed",
+        "orders.sweep",
+    ]
 
 
 def test_docker_compose_matches_the_compose_specification():

@@ -1,0 +1,76 @@
+"""Delivering outcome notifications: signed webhooks (retried with backoff until a 2xx or the deadline) or
+Celery tasks of the producer's own. One order's notifications go out in order; a receiver that is down
+holds up only its own deliveries (they have their own queue)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from providers import webhook
+from store import notifications
+from worker.logs import order_fields
+
+log = logging.getLogger("orderrelay.notify")
+LEASE = 30.0
+
+
+def retry_in(attempts: int) -> float:
+    """Seconds before the next try after ``attempts`` failed ones: 1, 2, 4 ... up to 10 minutes."""
+    return min(600.0, 2.0 ** max(0, attempts - 1))
+
+
+def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
+    """Try one delivery; returns delivered, retry, expired or skipped (not due, or an earlier one pending)."""
+    with rt.db.connection() as conn:
+        note = notifications.claim(conn, notification_id, lease=LEASE)
+    if note is None:
+        return "skipped"
+    target, body, event_id = note["target"], note["body"], str(note["event_id"])
+    status, error, started = None, None, time.perf_counter()
+    try:
+        if "task" in target:
+            send_task(
+                target["task"],
+                kwargs={"notification": body},
+                queue=target.get("queue"),
+                kwargsrepr=json.dumps({"event_id": event_id, "status": body["status"]}),
+            )
+            delivered = True
+        else:
+            status = rt.run(
+                webhook.post(rt.http, target["url"], body, secret=rt.settings.notify_secret, event_id=event_id)
+            )
+            delivered = 200 <= status < 300
+            error = None if delivered else f"HTTP {status}"
+    except Exception as exc:  # the receiver is down, slow or unreachable: try again later
+        delivered, error = False, f"{type(exc).__name__}: {exc}"[:500]
+    latency_ms = (time.perf_counter() - started) * 1000
+    wait = retry_in(note["attempts"] + 1)
+    with rt.db.connection() as conn:
+        notifications.record(
+            conn,
+            notification_id,
+            delivered=delivered,
+            retry_in=0 if delivered else wait,
+            http_status=status,
+            latency_ms=latency_ms,
+            error=error,
+        )
+    outcome = "delivered" if delivered else "retry"
+    log.info(
+        "notification %s (%s) %s%s",
+        event_id,
+        body["status"],
+        outcome,
+        f": {error}" if error else "",
+        extra=order_fields(note["order_id"], body.get("provider"), status=body["status"]),
+    )
+    return outcome
+
+
+def due(rt: Any) -> list[int]:
+    with rt.db.connection() as conn:
+        return notifications.due(conn)
