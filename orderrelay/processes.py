@@ -59,17 +59,22 @@ def sandbox(env: Mapping[str, str], port: int, log_dir: Path) -> Process:
         env,
         log_dir / "sandbox.log",
     )
-    deadline = time.monotonic() + 30
+    return _answering(proc, f"http://127.0.0.1:{port}/_sandbox/health")
+
+
+def _answering(proc: Process, url: str, timeout: float = 30.0) -> Process:
+    """Wait until ``url`` answers; stop the process and raise with its log's tail if it never does."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sandbox/health", timeout=1):
+            with urllib.request.urlopen(url, timeout=2):
                 return proc
         except OSError:
             if not proc.alive():
                 break
             time.sleep(0.1)
     proc.stop()
-    raise RuntimeError(f"the sandbox did not start; its log ends:\n{proc.log()[-3000:]}")
+    raise RuntimeError(f"{proc.name} did not start; its log ends:\n{proc.log()[-3000:]}")
 
 
 def worker(
@@ -159,17 +164,7 @@ def api(env: Mapping[str, str], port: int, log_dir: Path) -> Process:
     proc = Process(
         "api", [sys.executable, "-m", "orderrelay.cli", "api", "--port", str(port)], env, log_dir / "api.log"
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return proc
-        except OSError:
-            if not proc.alive():
-                break
-            time.sleep(0.1)
-    proc.stop()
-    raise RuntimeError(f"the API did not start; its log ends:\n{proc.log()[-3000:]}")
+    return _answering(proc, f"http://127.0.0.1:{port}/healthz")
 
 
 def flower(env: Mapping[str, str], port: int, log_dir: Path) -> Process:

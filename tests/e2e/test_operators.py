@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -15,6 +13,7 @@ from orderrelay import embedded, processes
 from orderrelay.constants import ALL_QUEUES, Status
 from sandbox.samples import TEST_CARD, chaiz_order
 from tests.conftest import started, wait_until
+from tests.e2e.test_worker import run_cli
 
 pytestmark = pytest.mark.e2e
 CVC = "80417"
@@ -52,15 +51,7 @@ def flower_get(url: str) -> str:
 
 
 def cli(env, *args, stdin=None) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "orderrelay.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(env, *args, stdin=stdin)
     assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr
 
