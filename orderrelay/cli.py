@@ -380,6 +380,25 @@ def chaos(orders: int, kills: int, workers: int, timeout: float, seed: int | Non
 
 
 @main.command()
+@click.option("--orders", default=5000, show_default=True, type=click.IntRange(10, 1_000_000))
+@click.option(
+    "--naive-orders",
+    default=300,
+    show_default=True,
+    type=click.IntRange(10, 100_000),
+    help="Orders for the naive baseline (it is slow).",
+)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--concurrency", default=256, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--out", "out_dir", default="bench-results", show_default=True, type=click.Path(path_type=Path))
+def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_dir: Path) -> None:
+    """Measure throughput, latency, CPU and memory against bare Celery and the naive design."""
+    from orderrelay.bench import run
+
+    sys.exit(run(orders=orders, naive_orders=naive_orders, workers=workers, concurrency=concurrency, out_dir=out_dir))
+
+
+@main.command()
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the orders to settle.")
 def demo(timeout: float) -> None:
     """Run the main job end to end: sandbox, a real worker and beat, three Extend orders, live progress."""

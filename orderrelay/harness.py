@@ -33,8 +33,8 @@ class Harness:
     logs: Path
     started: list[processes.Process] = field(default_factory=list)
 
-    def worker(self, name: str = "worker", concurrency: int = 64, pool: str = "threads") -> processes.Process:
-        proc = processes.worker(self.env, self.logs, name=name, concurrency=concurrency, pool=pool)
+    def worker(self, name: str = "worker", concurrency: int = 64, pool: str = "threads", **kw) -> processes.Process:
+        proc = processes.worker(self.env, self.logs, name=name, concurrency=concurrency, pool=pool, **kw)
         self.started.append(proc)
         return proc
 

@@ -84,7 +84,10 @@ def worker(
     name: str = "worker",
     concurrency: int = 64,
     pool: str = "threads",
+    queues: tuple[str, ...] = ALL_QUEUES,
+    quiet: bool = False,
 ) -> Process:
+    """A Celery worker; ``quiet`` logs warnings only (no line per task), as a benchmark wants."""
     proc = Process(
         name,
         [
@@ -100,18 +103,18 @@ def worker(
             str(concurrency),
             "-E",
             "-Q",
-            ",".join(ALL_QUEUES),
+            ",".join(queues),
             "-n",
             f"{name}-{os.getpid()}@%h",
             "--loglevel",
-            "INFO",
+            "WARNING" if quiet else "INFO",
             "--without-mingle",
             "--without-gossip",
         ],
         env,
         log_dir / f"{name}.log",
     )
-    proc.wait_for("ready.", timeout=60)
+    proc.wait_for("orderrelay worker ready", timeout=60)
     return proc
 
 

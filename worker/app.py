@@ -20,7 +20,7 @@ except ConfigError as exc:
         sys.exit(str(exc))
     raise
 
-app = Celery("orderrelay", include=["tasks.orders"])
+app = Celery("orderrelay", include=["tasks.orders", "tasks.bench"])
 app.config_from_object("config.celery_config")
 
 
@@ -39,6 +39,7 @@ def _start_child(**kwargs) -> None:
 def _start_main(sender=None, **kwargs) -> None:
     if sender is not None and "prefork" not in type(sender.pool).__module__:
         runtime.current()  # threads/solo pools run tasks in this process
+    print("orderrelay worker ready", flush=True)  # whatever the log level: process supervisors wait for it
 
 
 @signals.worker_process_shutdown.connect

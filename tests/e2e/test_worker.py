@@ -291,3 +291,29 @@ def test_a_wait_survives_a_redis_flush_and_a_worker_restart(worker, celery_app, 
     assert row["status"] == Status.PLACED
     assert (row["placed_at"] - row["created_at"]).total_seconds() >= 3
     assert sandbox.orders()["count"] == 1
+
+
+def test_the_benchmark_runs_and_writes_its_figures(service_env, tmp_path):
+    # It measures; it asserts no speed (figures live in the README). Here: it runs, checks exactly-once, writes.
+    broker = service_env["ORDERRELAY_BROKER_URL"].rsplit("/", 1)[0] + "/9"
+    env = {k: v for k, v in service_env.items() if not k.startswith("ORDERRELAY_")}
+    env.update(ORDERRELAY_BROKER_URL=broker, ORDERRELAY_DATABASE_URL=service_env["ORDERRELAY_DATABASE_URL"])
+    result = run_cli(
+        env, "bench", "--orders", "30", "--naive-orders", "10", "--concurrency", "16", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (written,) = tmp_path.glob("bench-*.json")
+    figures = json.loads(written.read_text())
+    assert [r["name"] for r in figures["runs"]] == [
+        "bare Celery no-op",
+        "orderrelay, provider at 0 ms",
+        "orderrelay, provider at 50 ms",
+        "orderrelay, provider at 200 ms",
+        "naive, provider at 200 ms",
+    ]
+    assert all(r["per_second"] > 0 for r in figures["runs"])
+    assert set(figures["ratios"]) == {
+        "orderrelay at 0 ms / bare Celery no-op",
+        "orderrelay at 200 ms / orderrelay at 0 ms",
+        "orderrelay / naive, at 200 ms",
+    }
