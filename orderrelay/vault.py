@@ -51,7 +51,12 @@ def _walk(order: dict, path: str) -> tuple[dict | None, str]:
 
 
 def open_fields(vault: Vault, order: dict, paths: Iterable[str]) -> tuple[dict, dict[str, list[str]]]:
-    """A copy with the sealed fields at ``paths`` opened; errors by path for tokens the keys cannot open."""
+    """A copy with the sealed fields at ``paths`` opened; errors by path for tokens the keys cannot open.
+
+    With no paths (a provider without card data) the order itself comes back: there is nothing to copy for.
+    """
+    if not paths:
+        return order, {}
     order = copy.deepcopy(order)
     errors: dict[str, list[str]] = {}
     for path in paths:
@@ -66,6 +71,8 @@ def open_fields(vault: Vault, order: dict, paths: Iterable[str]) -> tuple[dict, 
 
 def seal_fields(vault: Vault, order: dict, fields: Mapping[str, bool]) -> dict:
     """A copy with each plain string at a path in ``fields`` sealed (``True``: keep its last four digits)."""
+    if not fields:
+        return order
     order = copy.deepcopy(order)
     for path, last4 in fields.items():
         holder, name = _walk(order, path)
@@ -76,6 +83,8 @@ def seal_fields(vault: Vault, order: dict, fields: Mapping[str, bool]) -> dict:
 
 def erase_fields(order: dict, paths: Iterable[str]) -> dict:
     """A copy without the fields at ``paths`` (the CVC, once the order is placed or finally failed)."""
+    if not paths:
+        return order
     order = copy.deepcopy(order)
     for path in paths:
         holder, name = _walk(order, path)

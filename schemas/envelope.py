@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -87,8 +88,7 @@ def validate_job(
     now = now or datetime.now(UTC)
     if not isinstance(job, dict):
         raise JobInvalid({"_schema": ["A job is an object of keyword arguments."]})
-    schema = JobSchema()
-    schema.fields["notify"].schema.context_allow_http = allow_http
+    schema = _job_schema(allow_http)
     try:
         envelope = schema.load(job)
     except ValidationError as exc:
@@ -106,7 +106,7 @@ def validate_job(
     if sealed_errors:
         raise JobInvalid({f"order.{path}": msgs for path, msgs in sealed_errors.items()})
     try:
-        loaded = provider.OrderSchema().load(opened)
+        loaded = _order_schema(provider_id).load(opened)
     except ValidationError as exc:
         raise JobInvalid(flatten_errors(exc.messages, "order")) from None
     order = opened  # forward what the producer sent (as JSON), now that it is known to be valid
@@ -136,6 +136,19 @@ def fingerprint_of(provider: Any, order: Any) -> str:
     """A stable hash of what was asked (card numbers only by their last four), to tell a reused key's bodies apart."""
     text = json.dumps({"provider": provider, "order": order}, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def _job_schema(allow_http: bool) -> JobSchema:
+    """One envelope schema per setting, made once (schemas are reusable across threads for loading)."""
+    schema = JobSchema()
+    schema.fields["notify"].schema.context_allow_http = allow_http
+    return schema
+
+
+@functools.cache
+def _order_schema(provider_id: str) -> Schema:
+    return REGISTRY[provider_id].OrderSchema()
 
 
 def _unstorable(value: Any, path: str) -> dict[str, list[str]]:
