@@ -150,11 +150,7 @@ def _orders(h: Harness, name: str, count: int, latency_ms: int, pids: list[int],
     if made != count:
         raise SystemExit(f"{name}: the sandbox made {made} orders for {count} submitted; no figures are reported")
     seconds = last.timestamp() - first
-    latencies = sorted(
-        (placed.timestamp() - submitted[tx.replace("bench-", "bench-", 1)]) * 1000
-        for tx, placed in rows
-        if tx in submitted
-    )
+    latencies = sorted((placed.timestamp() - submitted[tx]) * 1000 for tx, placed in rows if tx in submitted)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
     return Run(
         name,

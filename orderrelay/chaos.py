@@ -88,7 +88,10 @@ def _jobs(h: Harness, count: int, rng: random.Random, run: str) -> list[dict]:
             order = webroot_order(h.admin("webroot/carts")["VendorOrderCode"])
         if provider != "extend" and i % 9 == 0:
             not_before = (datetime.now(UTC) + timedelta(seconds=rng.uniform(2, 8))).isoformat()
-        jobs.append({"provider": provider, "order": order, "idempotency_key": tag, "not_before": not_before})
+        natural = NATURAL_KEYS[provider](order["userDetails"] if provider == "chaiz" else order)
+        jobs.append(
+            {"provider": provider, "order": order, "idempotency_key": tag, "not_before": not_before, "natural": natural}
+        )
     return jobs
 
 
@@ -202,18 +205,15 @@ def _account(h: Harness, report: Report, keys: list[str], jobs: list[dict]) -> N
     report.end_states = dict(Counter(statuses.values()))
     report.lost = [k for k in keys if statuses.get(k) not in FINAL_STATUSES]
     made = {provider: h.admin(f"{provider}/orders", method="GET")["orders"] for provider in PROVIDER_IDS}
-    for provider, orders in made.items():
-        counts = Counter(NATURAL_KEYS[provider](o) for o in orders)
-        report.duplicates[provider] = sum(n - 1 for n in counts.values() if n > 1)
+    counts = {provider: Counter(NATURAL_KEYS[provider](o) for o in orders) for provider, orders in made.items()}
+    for provider, per_key in counts.items():
+        report.duplicates[provider] = sum(n - 1 for n in per_key.values() if n > 1)
     by_key = {job["idempotency_key"]: job for job in jobs}
     for key, status in statuses.items():
         if status != Status.IN_DOUBT:
             continue
         job = by_key[key]
-        natural = NATURAL_KEYS[job["provider"]](
-            job["order"] if job["provider"] != "chaiz" else job["order"]["userDetails"]
-        )
-        at_provider = sum(1 for o in made[job["provider"]] if NATURAL_KEYS[job["provider"]](o) == natural)
+        at_provider = counts[job["provider"]][job["natural"]]
         report.in_doubt.append(
             {
                 "key": key,

@@ -246,7 +246,8 @@ def redeliver(order_id: str) -> None:
     from store import notifications as notes
     from tasks.orders import deliver
 
-    note = _act(lambda conn, oid: notes.redeliver_latest(conn, uuid.UUID(oid), deadline=86400.0), order_id)
+    deadline = _settings().notify_deadline
+    note = _act(lambda conn, oid: notes.redeliver_latest(conn, uuid.UUID(oid), deadline=deadline), order_id)
     if note is None:
         raise click.ClickException(f"order {order_id} has no notification")
     deliver.apply_async((note,), queue="notifications")

@@ -59,12 +59,3 @@ def services(broker_url: str | None, database_url: str | None) -> Iterator[tuple
             database_url = stack.enter_context(postgres_server(workdir))
             notes.append("embedded PostgreSQL (pgserver)")
         yield broker_url, database_url, notes
-
-
-def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Whether something accepts TCP connections there."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+from config.settings import get_settings
 from orderrelay.constants import Status
 from orderrelay.errors import ActionRefused
 from store import notifications
 from store import orders as store
-
-NOTIFY_DEADLINE = 86400.0  # an operator's action is told for a day (the sweep and redeliver go on from there)
 
 CANCELABLE = (Status.WAITING, Status.QUEUED, Status.RETRYING, Status.FAILED)
 RETRYABLE = (Status.FAILED, Status.IN_DOUBT)
@@ -30,7 +29,7 @@ def cancel(conn, order_id: uuid.UUID | str, *, reason: str = "canceled by an ope
     if store.transition(conn, order_id, from_statuses=CANCELABLE, to_status=Status.CANCELED, reason=reason) is None:
         why = _WHY_NOT_CANCEL.get(current, f"its status is {current}")
         raise ActionRefused(f"order {order_id} cannot be canceled: {why}")
-    notifications.add(conn, order_id, deadline=NOTIFY_DEADLINE)
+    notifications.add(conn, order_id, deadline=get_settings().notify_deadline)
     return Status.CANCELED
 
 
@@ -51,7 +50,7 @@ def resolve(conn, order_id: uuid.UUID | str, *, placed_ref: str | None, reason: 
     if not store.resolve(conn, order_id, to_status=to_status, provider_ref=placed_ref, reason=reason):
         current = store.get_order(conn, order_id)["status"]
         raise ActionRefused(f"order {order_id} cannot be resolved: it is {current}, not in_doubt")
-    notifications.add(conn, order_id, deadline=NOTIFY_DEADLINE)
+    notifications.add(conn, order_id, deadline=get_settings().notify_deadline)
     return to_status
 
 

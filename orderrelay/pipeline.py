@@ -14,8 +14,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from marshmallow import ValidationError
-
 import providers
 from config.settings import Settings
 from orderrelay.breaker import Guard
@@ -24,7 +22,7 @@ from orderrelay.errors import InDoubtError, JobInvalid, PermanentError, Provider
 from orderrelay.vault import Vault, erase_fields, open_fields
 from providers import http as provider_http
 from providers.base import Placed
-from schemas.envelope import Job, fingerprint_of, stored_job, validate_job
+from schemas.envelope import Job, fingerprint_of, rejected_target, stored_job, validate_job
 from store import notifications
 from store import orders as store
 from worker.logs import order_fields
@@ -97,9 +95,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
             enabled=frozenset(rt.settings.providers),
             vault=rt.vault,
             now=now,
-            allow_http=rt.settings.notify_allow_http,
-            default_notify={"url": rt.settings.notify_default} if rt.settings.notify_default else None,
-            can_sign=bool(rt.settings.notify_secret),
+            **_notify_options(rt.settings),
         )
     except JobInvalid as exc:
         return _reject(rt, job, exc, message_id)
@@ -157,7 +153,7 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
             message_id=message_id,
             due_at=None,
             expected_at=None,
-            notify=_rejected_target(rt, raw),
+            notify=rejected_target(job, **_notify_options(rt.settings)),
             reason="rejected: " + "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in exc.errors.items())[:2000],
             errors=exc.errors,
         )
@@ -170,19 +166,13 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
     return Next(row["id"], row["status"], created=row["created"], notification=notification)
 
 
-def _rejected_target(rt: Runtime, raw: dict) -> dict | None:
-    """Where a rejected job's outcome goes: its own target if that part of it is valid, else the default."""
-    from schemas.envelope import NotifySchema
-
-    schema = NotifySchema()
-    schema.context_allow_http = rt.settings.notify_allow_http
-    if raw.get("notify") is not None:
-        try:
-            target = schema.load(raw["notify"])
-        except (ValidationError, TypeError):
-            return None
-        return target if "task" in target or rt.settings.notify_secret else None
-    return {"url": rt.settings.notify_default} if rt.settings.notify_default and rt.settings.notify_secret else None
+def _notify_options(settings: Settings) -> dict:
+    """How this deployment treats jobs' outcome targets (for valid and rejected jobs alike)."""
+    return {
+        "allow_http": settings.notify_allow_http,
+        "default_notify": {"url": settings.notify_default} if settings.notify_default else None,
+        "can_sign": bool(settings.notify_secret),
+    }
 
 
 def backoff(settings: Settings, attempt: int, retry_after: float | None) -> float:

@@ -93,9 +93,7 @@ def validate_job(
         envelope = schema.load(job)
     except ValidationError as exc:
         raise JobInvalid(flatten_errors(exc.messages)) from None
-    notify = envelope.get("notify") or default_notify
-    if notify and "url" in notify and not can_sign:
-        raise JobInvalid({"notify.url": ["Webhooks need ORDERRELAY_NOTIFY_SECRET on this deployment."]})
+    notify = _signable(envelope.get("notify") or default_notify, can_sign)
     provider_id = envelope["provider"]
     if provider_id not in REGISTRY or provider_id not in enabled:
         raise JobInvalid({"provider": [f"Provider {provider_id!r} is not enabled on this deployment."]})
@@ -136,6 +134,26 @@ def fingerprint_of(provider: Any, order: Any) -> str:
     """A stable hash of what was asked (card numbers only by their last four), to tell a reused key's bodies apart."""
     text = json.dumps({"provider": provider, "order": order}, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _signable(notify: dict | None, can_sign: bool) -> dict | None:
+    """A webhook target needs the deployment's signing secret."""
+    if notify and "url" in notify and not can_sign:
+        raise JobInvalid({"notify.url": ["Webhooks need ORDERRELAY_NOTIFY_SECRET on this deployment."]})
+    return notify
+
+
+def rejected_target(
+    job: Any, *, allow_http: bool = False, default_notify: dict | None = None, can_sign: bool = True
+) -> dict | None:
+    """Where a rejected job's outcome goes: its own target if that part of it is valid, else the default; None
+    when neither can be used."""
+    given = job.get("notify") if isinstance(job, dict) else None
+    try:
+        notify = _job_schema(allow_http).fields["notify"].schema.load(given) if given is not None else default_notify
+        return _signable(notify, can_sign)
+    except (ValidationError, JobInvalid, TypeError):
+        return None
 
 
 @functools.cache

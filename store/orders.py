@@ -171,11 +171,6 @@ def touch(conn: Connection, order_id: uuid.UUID) -> None:
     conn.execute(queries.TOUCH, {"id": order_id})
 
 
-def set_expected(conn: Connection, order_id: uuid.UUID, expected_at: datetime) -> None:
-    """Note when the message just sent for an order should arrive."""
-    conn.execute(queries.SET_EXPECTED, {"id": order_id, "expected_at": expected_at})
-
-
 def sweep_due(conn: Connection, *, grace: float, limit: int = 1000) -> list[tuple[uuid.UUID, str]]:
     """Due orders with no message on its way; marks them as sent for now; returns (id, provider) of each."""
     return [(r["id"], r["provider"]) for r in conn.execute(queries.SWEEP_DUE, {"grace": grace, "limit": limit})]

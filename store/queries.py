@@ -141,8 +141,6 @@ SELECT id, 'placed', %(to_status)s, %(reason)s FROM upd
 
 TOUCH = "UPDATE orders SET updated_at = clock_timestamp() WHERE id = %(id)s"
 
-SET_EXPECTED = "UPDATE orders SET expected_at = %(expected_at)s WHERE id = %(id)s"
-
 GET_ORDER = "SELECT * FROM orders WHERE id = %(id)s"
 GET_ORDER_BY_KEY = """
 SELECT * FROM orders WHERE idempotency_key = %(key)s ORDER BY (status = 'rejected'), created_at DESC LIMIT 1
