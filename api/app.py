@@ -68,7 +68,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _db(ctx: Context, fn: Callable, *args, **kwargs) -> Any:
     def work():
-        with ctx.db.connection() as conn:
+        with ctx.db.connection() as conn, conn.transaction():
             return fn(conn, *args, **kwargs)
 
     return await asyncio.to_thread(work)

@@ -6,6 +6,7 @@ follow-up messages these functions ask for. Nothing here talks to the broker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -55,6 +56,7 @@ class Next:
     created: bool = False  # intake: a new order (not one found by its key or message)
     conflict: bool = False  # intake: the key was used before with another body
     notification: int | None = None  # an outcome notification to deliver now
+    claim: dict | None = None  # intake: the new order was claimed as it was recorded; ``attempt`` places it
 
 
 def _now() -> datetime:
@@ -86,8 +88,12 @@ def order_id_for(idempotency_key: str | None, message_id: str | None) -> uuid.UU
         return uuid.uuid4()
 
 
-def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
-    """Validate a job and record it as an order (or a rejected one). A repeated key or message adds no row."""
+def intake(rt: Runtime, job: Any, *, message_id: str | None = None, claim: bool = False) -> Next:
+    """Validate a job and record it as an order (or a rejected one). A repeated key or message adds no row.
+
+    With ``claim`` (a worker that places the order next), an order due now is claimed in the statement that
+    records it: the result carries the claim for ``attempt``, and placing it costs no second round trip.
+    """
     now = _now()
     try:
         valid: Job = validate_job(
@@ -102,6 +108,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
     waits = valid.due_at > now
     status = Status.WAITING if waits else Status.QUEUED
     in_horizon = (valid.due_at - now).total_seconds() <= rt.settings.countdown_horizon
+    claim_now = claim and not waits
     with rt.db.connection() as conn:
         row = store.insert_order(
             conn,
@@ -117,6 +124,7 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
             reason=f"received; due {valid.due_at.isoformat()}" if waits else "received",
             received_at=now,
             notify=valid.notify,
+            claim_lease=rt.settings.lease_seconds if claim_now else None,
         )
     if not row["created"]:
         conflict = row["request_hash"] != valid.fingerprint
@@ -133,6 +141,8 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None) -> Next:
             conflict=conflict,
         )
     log.info("received; due %s", valid.due_at.isoformat(), extra=order_fields(row["id"], valid.provider, status=status))
+    if claim_now:
+        return Next(row["id"], row["status"], provider=valid.provider, created=True, claim=row)
     return replace(_schedule(rt, row["id"], status, valid.due_at, valid.provider), created=True)
 
 
@@ -141,7 +151,7 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
     provider = raw.get("provider") if raw.get("provider") in PROVIDER_IDS else None
     key = raw.get("idempotency_key") if "idempotency_key" not in exc.errors else None
     kept = stored_job(job)
-    with rt.db.connection() as conn:
+    with rt.db.connection() as conn, conn.transaction():
         row = store.insert_order(  # a rejected job keeps its key but does not use it up: fix the job, send it again
             conn,
             order_id=order_id_for(None, message_id),
@@ -184,16 +194,22 @@ def backoff(settings: Settings, attempt: int, retry_after: float | None) -> floa
 def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") -> Next:
     """Claim a due order, make one provider attempt, and record its outcome. A second delivery does nothing."""
     order_id = uuid.UUID(str(order_id))
-    settings = rt.settings
     with rt.db.connection() as conn:
-        claim = store.claim(conn, order_id, lease=settings.lease_seconds, reason=reason)
+        claim = store.claim(conn, order_id, lease=rt.settings.lease_seconds, reason=reason)
     if claim is None:
         log.debug("order %s: not claimable now (not due, already taken or done)", order_id)
         return Next(order_id, "unclaimed")
+    return attempt(rt, claim)
+
+
+def attempt(rt: Runtime, claim: dict) -> Next:
+    """Make one provider attempt under a claim (from ``place``, or from ``intake``) and record its outcome."""
+    order_id = claim["id"]
+    settings = rt.settings
     provider = providers.get(claim["provider"])
     cfg = settings.providers[provider.ID]
     key = str(claim["provider_key"])
-    attempt = claim["attempt_count"]
+    number = claim["attempt_count"]
     gate = rt.guard.enter(provider.ID)
     if not gate.allowed:
         return _defer(rt, claim, provider.ID, gate.defer, gate.reason)
@@ -211,16 +227,18 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
     except ProviderError as exc:
         error = exc
     except Exception as exc:  # a bug of ours mid-call: we cannot know whether the request went out
-        log.exception("order %s: unexpected error during attempt %d", order_id, attempt)
+        log.exception("order %s: unexpected error during attempt %d", order_id, number)
         error = InDoubtError(f"internal error during the call: {type(exc).__name__}")
     latency_ms = (time.perf_counter() - started) * 1000
     changed = rt.guard.leave(provider.ID, healthy=placed is not None or isinstance(error, PermanentError))
     if changed is not None:
         _report_circuit(rt, provider.ID, changed)
-    to_status, why, due_at = _decide(settings, provider, attempt - claim["round_base"], placed, error)
+    to_status, why, due_at = _decide(settings, provider, number - claim["round_base"], placed, error)
     in_horizon = due_at is not None and (due_at - _now()).total_seconds() <= settings.countdown_horizon
     done = to_status in (Status.PLACED, Status.FAILED)
-    with rt.db.connection() as conn:
+    notifies = claim["notifies"] and _ends(settings, to_status, error, claim["retry_round"])
+    # One statement is atomic on its own; the notification must be recorded with the outcome or not at all.
+    with rt.db.connection() as conn, conn.transaction() if notifies else contextlib.nullcontext():
         kept = store.finish_attempt(
             conn,
             order_id=order_id,
@@ -240,16 +258,16 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
             request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if done else None,
         )
         notification = None
-        if kept and _ends(settings, to_status, error, claim["retry_round"]):
+        if kept and notifies:
             notification = notifications.add(conn, order_id, deadline=settings.notify_deadline)
     if not kept:
         log.warning(
             "claim lost before the attempt finished; outcome not recorded",
-            extra=order_fields(order_id, provider.ID, attempt),
+            extra=order_fields(order_id, provider.ID, number),
         )
         return Next(order_id, "unclaimed")
     outcome = Outcome.PLACED if placed else error.outcome
-    log.info("%s (%.0f ms)", why, latency_ms, extra=order_fields(order_id, provider.ID, attempt, outcome, to_status))
+    log.info("%s (%.0f ms)", why, latency_ms, extra=order_fields(order_id, provider.ID, number, outcome, to_status))
     return replace(_schedule(rt, order_id, to_status, due_at, provider.ID), notification=notification)
 
 
@@ -334,7 +352,7 @@ def follow_up(rt: Runtime, *, limit: int = 200) -> int:
             except ProviderError as exc:
                 log.warning("follow-up failed: %s", exc.message, extra=order_fields(row["id"], provider_id))
                 now = None
-            with rt.db.connection() as conn:
+            with rt.db.connection() as conn, conn.transaction():
                 if now is None or now.status == row["provider_status"]:
                     store.touch(conn, row["id"])
                     continue
@@ -370,29 +388,32 @@ def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
 
     Returns (order id, provider) for each order to send a message for.
     """
-    settings = rt.settings
-    grace = settings.requeue_grace
     with rt.db.connection() as conn:
         for row in store.expired_leases(conn):
-            provider = providers.get(row["provider"])
-            store.abandon_attempts(conn, row["id"])
-            if provider.IDEMPOTENT or provider.LOOKUP:
-                store.transition(
-                    conn,
-                    row["id"],
-                    from_statuses=(Status.PLACING,),
-                    to_status=Status.QUEUED,
-                    reason="lease expired (worker lost); placing again with the same key",
-                    due_at=_now(),
-                )
-            else:
-                moved = store.transition(
-                    conn,
-                    row["id"],
-                    from_statuses=(Status.PLACING,),
-                    to_status=Status.IN_DOUBT,
-                    reason=f"lease expired (worker lost) mid-call; an operator must check with {provider.ID}",
-                )
-                if moved:
-                    notifications.add(conn, row["id"], deadline=settings.notify_deadline)
-        return store.sweep_due(conn, grace=grace)
+            with conn.transaction():
+                _recover(conn, row, providers.get(row["provider"]), rt.settings)
+        return store.sweep_due(conn, grace=rt.settings.requeue_grace)
+
+
+def _recover(conn: Any, row: dict, provider: Any, settings: Settings) -> None:
+    """An expired lease (its worker was lost): place again with the same key where that is safe, else in doubt."""
+    store.abandon_attempts(conn, row["id"])
+    if provider.IDEMPOTENT or provider.LOOKUP:
+        store.transition(
+            conn,
+            row["id"],
+            from_statuses=(Status.PLACING,),
+            to_status=Status.QUEUED,
+            reason="lease expired (worker lost); placing again with the same key",
+            due_at=_now(),
+        )
+        return
+    moved = store.transition(
+        conn,
+        row["id"],
+        from_statuses=(Status.PLACING,),
+        to_status=Status.IN_DOUBT,
+        reason=f"lease expired (worker lost) mid-call; an operator must check with {provider.ID}",
+    )
+    if moved:
+        notifications.add(conn, row["id"], deadline=settings.notify_deadline)

@@ -64,6 +64,9 @@ def _validation_code(errors: dict[str, list[str]]) -> str:
     return "1117"
 
 
+ORDERS = OrderSchema()  # made once: building a schema costs more than loading an order with it
+
+
 def make_app(state: State) -> web.Application:
     app = web.Application()
     routes = web.RouteTableDef()
@@ -118,7 +121,7 @@ def make_app(state: State) -> web.Application:
                 return remember(adobe_error(404, "404", "Invalid Customer ID."))
             try:
                 body = json.loads(raw)
-                order = OrderSchema().load({**body, "customerId": customer_id} if isinstance(body, dict) else body)
+                order = ORDERS.load({**body, "customerId": customer_id} if isinstance(body, dict) else body)
                 if isinstance(body, dict) and set(body) & set(ROUTING_FIELDS):
                     raise ValidationError({"customerId": ["Unknown field."]})
             except (ValueError, ValidationError) as exc:

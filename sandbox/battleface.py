@@ -43,6 +43,9 @@ def fail(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+ORDERS = OrderSchema()  # made once: building a schema costs more than loading an order with it
+
+
 def make_app(state: State) -> web.Application:
     app = web.Application()
     routes = web.RouteTableDef()
@@ -59,7 +62,7 @@ def make_app(state: State) -> web.Application:
 
         async def make() -> web.Response:
             try:
-                order = OrderSchema().load(json.loads(raw))
+                order = ORDERS.load(json.loads(raw))
             except (ValueError, ValidationError) as exc:
                 errors = flatten_errors(exc.messages) if isinstance(exc, ValidationError) else {"_schema": [str(exc)]}
                 return fail(406, "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in errors.items()))

@@ -47,6 +47,9 @@ def chaiz_error(message: str, field: str | None, code: str, number: int) -> dict
     return {"errorMessage": message, "errorField": field, "errorCode": code, "errorNumber": number, "suggestions": []}
 
 
+ORDERS = OrderSchema()  # made once: building a schema costs more than loading an order with it
+
+
 def make_app(state: State) -> web.Application:
     app = web.Application()
     routes = web.RouteTableDef()
@@ -59,7 +62,7 @@ def make_app(state: State) -> web.Application:
 
         async def make() -> web.Response:
             try:
-                order = OrderSchema().load(json.loads(raw))
+                order = ORDERS.load(json.loads(raw))
             except (ValueError, ValidationError) as exc:
                 messages = flatten_errors(exc.messages) if isinstance(exc, ValidationError) else {None: [str(exc)]}
                 errors = [chaiz_error(" ".join(msgs), path, "InvalidField", 4000) for path, msgs in messages.items()]

@@ -58,6 +58,9 @@ def _line(item: dict) -> dict:
     return line
 
 
+ORDERS = OrderSchema()  # made once: building a schema costs more than loading an order with it
+
+
 def make_app(state: State) -> web.Application:
     app = web.Application()
     routes = web.RouteTableDef()
@@ -101,7 +104,7 @@ def make_app(state: State) -> web.Application:
 
         async def make() -> web.Response:
             try:
-                order = OrderSchema().load(json.loads(raw))
+                order = ORDERS.load(json.loads(raw))
             except (ValueError, ValidationError) as exc:
                 errors = flatten_errors(exc.messages) if isinstance(exc, ValidationError) else {"_schema": [str(exc)]}
                 return _error(400, "ValidationError", "The order is not valid.", errors=errors)

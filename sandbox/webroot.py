@@ -91,6 +91,9 @@ def answer(
     return web.json_response(body, status=status)
 
 
+ORDERS = OrderSchema()  # made once: building a schema costs more than loading an order with it
+
+
 def make_app(state: State) -> web.Application:
     app = web.Application()
     routes = web.RouteTableDef()
@@ -132,7 +135,7 @@ def make_app(state: State) -> web.Application:
         async def make() -> web.Response:
             try:
                 body = from_xml(raw) if "xml" in (request.content_type or "") else json.loads(raw)
-                order = OrderSchema().load(body)
+                order = ORDERS.load(body)
             except (ValueError, SafeXML.ParseError, ValidationError) as exc:
                 errors = flatten_errors(exc.messages) if isinstance(exc, ValidationError) else {"body": [str(exc)]}
                 return fail(400, "InvalidRequest", "The request is invalid.", ModelState=errors)

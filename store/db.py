@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from yoyo import get_backend, read_migrations
@@ -15,19 +17,34 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def make_pool(database_url: str, size: int) -> ConnectionPool:
     """A pool of ``size`` connections returning rows as dicts; opened at once so a bad URL fails at start-up.
 
-    Each connection is checked as it is handed out, so a Postgres restart or cut connections cost no task.
+    Connections are in autocommit: each statement of ``store.queries`` is a whole state change on its own, so
+    it costs one round trip, not three (BEGIN, statement, COMMIT). Code that needs several statements to hold
+    together says so with ``conn.transaction()``. Each connection is checked as it is handed out (see
+    ``closed_by_server``), so a Postgres restart or cut connections cost no task.
     """
     pool = ConnectionPool(
         database_url,
         min_size=1,
         max_size=size,
-        kwargs={"row_factory": dict_row},
+        kwargs={"row_factory": dict_row, "autocommit": True},
         open=False,
         name="orderrelay",
-        check=ConnectionPool.check_connection,
+        check=closed_by_server,
     )
     pool.open(wait=True, timeout=30)
     return pool
+
+
+def closed_by_server(conn: psycopg.Connection) -> None:
+    """Refuse a pooled connection the server has ended, without a round trip: an idle connection has nothing to
+    read unless the server closed it (a restart, ``pg_terminate_backend``, an idle timeout), which leaves the
+    server's last words or the end of the stream readable on its socket."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        conn.close()  # so that the pool discards it and makes another, rather than offering it again
+        raise psycopg.OperationalError("the server closed the connection")
 
 
 def _yoyo_url(database_url: str) -> str:

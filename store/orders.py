@@ -33,11 +33,15 @@ def insert_order(
     errors: dict | None = None,
     received_at: datetime | None = None,
     notify: dict | None = None,
+    claim_lease: float | None = None,
 ) -> dict:
     """Insert a new order with its first event, or return the existing order for the same key or message.
 
-    The result has ``id``, ``status``, ``created`` and, for an existing order, its ``request_hash``.
+    The result has ``id``, ``status``, ``created`` and, for an existing order, its ``request_hash``. With
+    ``claim_lease`` a new order is claimed at once for that many seconds; the result is then a claim, as
+    ``claim`` returns it.
     """
+    claim = claim_lease is not None
     params = {
         "id": order_id or uuid.uuid4(),
         "provider": provider,
@@ -53,6 +57,10 @@ def insert_order(
         "reason": reason,
         "received_at": received_at,
         "notify": _json(notify),
+        "claim": claim,
+        "claim_token": uuid.uuid4() if claim else None,
+        "lease": claim_lease,
+        "claim_reason": "claimed (attempt 1)",
     }
     row = conn.execute(queries.INSERT_ORDER, params).fetchone()
     if row is None:  # a unique key matched: the same job was seen before

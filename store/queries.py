@@ -1,19 +1,33 @@
 """Every SQL statement orderrelay runs, by name. Each state change writes its event row in the same statement."""
 
+# A new order and its first event; with %(claim)s (an order due now) it is claimed in the same statement, as CLAIM
+# would: status placing with a lease, attempt 1, the claim's event. One round trip for a job that is placed at once.
 INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
-                        errors, due_at, expected_at, created_at, notify)
-    VALUES (%(id)s, %(provider)s, %(status)s, %(idempotency_key)s, %(message_id)s, %(provider_key)s,
-            %(request)s, %(request_hash)s, %(errors)s, %(due_at)s, %(expected_at)s,
-            coalesce(%(received_at)s, clock_timestamp()), %(notify)s)
+                        errors, due_at, expected_at, created_at, notify,
+                        attempt_count, claim_token, lease_until)
+    VALUES (%(id)s, %(provider)s, CASE WHEN %(claim)s THEN 'placing' ELSE %(status)s END, %(idempotency_key)s,
+            %(message_id)s, %(provider_key)s, %(request)s, %(request_hash)s, %(errors)s, %(due_at)s, %(expected_at)s,
+            coalesce(%(received_at)s, clock_timestamp()), %(notify)s,
+            CASE WHEN %(claim)s THEN 1 ELSE 0 END, %(claim_token)s,
+            CASE WHEN %(claim)s THEN clock_timestamp() + make_interval(secs => %(lease)s) END)
     ON CONFLICT DO NOTHING
-    RETURNING id, status
+    RETURNING id, provider, request, provider_key, attempt_count, claim_token, round_base, retry_round,
+              notify IS NOT NULL AS notifies
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)
-    SELECT id, NULL, status, %(reason)s FROM ins
+    SELECT id, NULL, %(status)s, %(reason)s FROM ins
+    UNION ALL
+    SELECT id, %(status)s, 'placing', %(claim_reason)s FROM ins WHERE %(claim)s
+), att AS (
+    INSERT INTO attempts (order_id, number, idempotency_key)
+    SELECT id, 1, provider_key::text FROM ins WHERE %(claim)s
+    RETURNING id
 )
-SELECT id, status, true AS created FROM ins
+SELECT ins.*, CASE WHEN %(claim)s THEN 'placing' ELSE %(status)s END AS status, true AS created,
+       %(status)s AS from_status, (SELECT id FROM att) AS attempt_id, NULL AS previous_outcome
+FROM ins
 """
 
 FIND_DUPLICATE = """
@@ -35,7 +49,7 @@ WITH old AS (
         lease_until = clock_timestamp() + make_interval(secs => %(lease)s), updated_at = clock_timestamp()
     FROM old WHERE o.id = old.id
     RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token, o.round_base,
-              o.retry_round,
+              o.retry_round, o.notify IS NOT NULL AS notifies,
               old.status AS from_status
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)

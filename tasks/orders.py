@@ -31,8 +31,8 @@ def send_place(order_id: uuid.UUID | str, provider: str, countdown: float | None
 def _follow(step: pipeline.Next) -> dict:
     """Do what the pipeline asked for: place now, or send a message that arrives when the order is due."""
     rt = runtime.current()
-    while step.place_now:
-        step = pipeline.place(rt, step.order_id)
+    while step.claim or step.place_now:
+        step = pipeline.attempt(rt, step.claim) if step.claim else pipeline.place(rt, step.order_id)
     if step.notification:
         deliver.apply_async((step.notification,), queue=QUEUE_NOTIFICATIONS)
     if step.countdown is not None and step.provider:
@@ -45,7 +45,7 @@ def submit(self, *args, **job) -> dict:
     """Validate and record a job (``provider``, ``order``, ``idempotency_key``, ``not_before``), then place it."""
     if args:
         job = {"_positional_arguments": len(args), **job}
-    return _follow(pipeline.intake(runtime.current(), job, message_id=self.request.id))
+    return _follow(pipeline.intake(runtime.current(), job, message_id=self.request.id, claim=True))
 
 
 @app.task(name=TASK_PLACE, **RETRY)

@@ -182,3 +182,39 @@ def test_a_rejected_job_does_not_use_up_its_key(runtime, db, sandbox):
     assert fixed.order_id != rejected.order_id
     assert store.get_order(db, key="k-fix")["id"] == fixed.order_id
     assert order(db, rejected.order_id)["idempotency_key"] == "k-fix"  # kept, for looking it up
+
+
+def test_a_worker_claims_a_due_order_in_the_statement_that_records_it(runtime, db, sandbox):
+    step = pipeline.intake(runtime, job(idempotency_key="k-at-once"), message_id="m-at-once", claim=True)
+    assert (step.status, step.created, step.place_now) == (Status.PLACING, True, False)
+    assert step.claim["attempt_count"] == 1
+    recorded = order(db, step.order_id)
+    assert recorded["status"] == Status.PLACING
+    assert [a["number"] for a in recorded["attempts"]] == [1]
+    assert pipeline.place(runtime, step.order_id).status == "unclaimed"  # already claimed: a second message waits
+    again = pipeline.intake(runtime, job(idempotency_key="k-at-once"), message_id="m-at-once", claim=True)
+    assert (again.order_id, again.created, again.claim, again.place_now) == (step.order_id, False, None, False)
+    assert pipeline.attempt(runtime, step.claim).status == Status.PLACED
+    placed = order(db, step.order_id)
+    assert [(e["from_status"], e["to_status"]) for e in placed["events"]] == [
+        (None, "queued"),
+        ("queued", "placing"),
+        ("placing", "placed"),
+    ]
+    assert placed["attempts"][0]["idempotency_key"] == str(placed["provider_key"])
+    assert sandbox.orders()["count"] == 1
+
+
+def test_a_worker_does_not_claim_an_order_that_must_wait(runtime, db, sandbox):
+    step = pipeline.intake(runtime, job(order=sample_order("t-w2", transactionDelay=0.5 / 86400)), claim=True)
+    assert (step.status, step.claim) == (Status.WAITING, None)
+    assert order(db, step.order_id)["attempts"] == []
+
+
+def test_a_claim_made_at_intake_is_recovered_by_the_sweep_when_its_worker_dies(runtime, db, sandbox):
+    step = pipeline.intake(runtime, job(), message_id="m-died", claim=True)
+    db.execute("UPDATE orders SET lease_until = now() - interval '1 second' WHERE id = %s", [step.order_id])
+    assert (step.order_id, "extend") in pipeline.sweep(runtime)
+    assert pipeline.place(runtime, step.order_id).status == Status.PLACED
+    assert [a["outcome"] for a in order(db, step.order_id)["attempts"]] == ["in_doubt", "placed"]
+    assert sandbox.orders()["count"] == 1

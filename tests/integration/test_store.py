@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from orderrelay.constants import Status
@@ -108,3 +110,42 @@ def test_sweep_finds_due_work_whose_message_is_not_on_its_way(db):
     lost = insert(db, status=Status.RETRYING, due_at=now - timedelta(minutes=5), expected_at=now - timedelta(minutes=5))
     assert set(store.sweep_due(db, grace=60)) == {(never_sent["id"], "extend"), (lost["id"], "extend")}
     assert store.sweep_due(db, grace=60) == []  # marked as sent: not again within the grace period
+
+
+def test_the_pool_replaces_connections_the_server_ended_without_failing_a_checkout(database_url):
+    from store.db import make_pool
+
+    pool = make_pool(database_url, 2)
+    try:
+        with pool.connection() as conn:
+            before = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        with pool.connection() as conn, psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [before])
+        time.sleep(0.2)  # the server's goodbye reaches the idle connection's socket
+        with pool.connection() as conn:
+            after = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        assert after != before
+        assert pool.get_stats().get("connections_lost", 0) >= 1
+    finally:
+        pool.close()
+
+
+def test_pooled_connections_commit_each_statement_and_roll_back_a_failed_transaction(database_url, db):
+    from store.db import make_pool
+
+    pool = make_pool(database_url, 1)
+    try:
+        with pool.connection() as conn:
+            insert(conn, message_id="m-own")
+        assert db.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == 1  # seen at once elsewhere
+
+        def fails_midway():
+            with pool.connection() as conn, conn.transaction():
+                insert(conn, message_id="m-undone")
+                raise RuntimeError("a second statement failed")
+
+        with pytest.raises(RuntimeError):
+            fails_midway()
+        assert db.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == 1
+    finally:
+        pool.close()
