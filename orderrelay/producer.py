@@ -18,14 +18,17 @@ from celery import Celery
 
 import providers
 from config.settings import get_producer_settings
+from orderrelay.broker import reuse_redis_clients
 from orderrelay.constants import QUEUE_ORDERS, TASK_SUBMIT
 from orderrelay.pipeline import order_id_for
 from orderrelay.vault import Vault, seal_fields
 
 
 @functools.cache
-def _producer() -> tuple[Celery, Vault]:
+def producer() -> tuple[Celery, Vault]:
+    """The process's sending app (a plain Celery app: no worker settings, no task-sent events) and its vault."""
     settings = get_producer_settings()
+    reuse_redis_clients()
     app = Celery("orderrelay-producer", broker=settings.broker_url, set_as_current=False)
     app.conf.update(task_serializer="json", accept_content=["json"], task_default_queue=QUEUE_ORDERS)
     return app, Vault(settings.fernet_keys)
@@ -33,7 +36,7 @@ def _producer() -> tuple[Celery, Vault]:
 
 def submit_order(provider: str, order: dict, idempotency_key: str | None = None, not_before: str | None = None) -> str:
     """Send a job to orderrelay and return the id its order has (or will have) at once."""
-    app, vault = _producer()
+    app, vault = producer()
     return send(app, vault, provider, order, idempotency_key=idempotency_key, not_before=not_before)
 
 

@@ -2,7 +2,8 @@
 
 Admin API (for tests and the demo), for every provider:
   ``POST /_sandbox/reset``                forget every order, token, stored result and fault
-  ``GET  /_sandbox/{provider}/orders``    what the provider created, and how many authenticated create calls came
+  ``GET  /_sandbox/{provider}/orders``    what the provider created, how many create calls came, and the most that
+                                          were being answered at once (``in_flight_peak``)
   ``POST /_sandbox/{provider}/faults``    ``{"latency_ms": 50, "script": [500, {"status": 429, "retry_after": 2},
                                           "drop_after_create", 200]}`` (see ``sandbox.faults``)
   ``POST /_sandbox/{provider}/tokens``    ``{"ttl": 300}`` sets the lifetime of new tokens; ``{"expire": true}``
@@ -67,7 +68,12 @@ def make_app() -> web.Application:
     async def orders(request: web.Request) -> web.Response:
         state = state_of(request)
         return web.json_response(
-            {"count": len(state.orders), "create_requests": state.create_requests, "orders": state.orders}
+            {
+                "count": len(state.orders),
+                "create_requests": state.create_requests,
+                "in_flight_peak": state.in_flight_peak,
+                "orders": state.orders,
+            }
         )
 
     @routes.post("/_sandbox/{provider}/faults")

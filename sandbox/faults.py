@@ -93,6 +93,8 @@ class ProviderState:
         self.orders: list[dict] = []
         self.faults = Faults()
         self.create_requests = 0
+        self.in_flight = 0  # create-order calls being answered now
+        self.in_flight_peak = 0
 
     def issue_token(self) -> tuple[str, float]:
         value = secrets.token_urlsafe(24)
@@ -118,6 +120,15 @@ async def scripted_create(
     itself produced (``stored``) under the key.
     """
     state.create_requests += 1
+    state.in_flight += 1
+    state.in_flight_peak = max(state.in_flight_peak, state.in_flight)
+    try:
+        return await _answer(state, request, create, fault_body, replay, store)
+    finally:
+        state.in_flight -= 1
+
+
+async def _answer(state, request, create, fault_body, replay, store) -> web.Response:
     fault = await state.faults.next()
     if fault.drop:
         return drop(request)

@@ -22,7 +22,7 @@ def noop() -> None:
 
 
 @app.task(name="bench.naive_place", acks_late=True)
-def naive_place(provider_id: str, order: dict) -> str:
+def naive_place(provider_id: str, order: dict, idempotency_key: str) -> str:
     """Validate, insert, call the provider with a fresh session and token, update: all inside one task."""
     settings = get_settings()
     provider = providers.get(provider_id)
@@ -32,7 +32,7 @@ def naive_place(provider_id: str, order: dict) -> str:
         conn.execute(
             "INSERT INTO orders (id, provider, status, provider_key, request, request_hash, idempotency_key) "
             "VALUES (%s, %s, 'placing', %s, %s, '', %s)",
-            [order_id, provider_id, key, Jsonb(order), f"naive-{order_id}"],
+            [order_id, provider_id, key, Jsonb(order), idempotency_key],
         )
 
     async def call():

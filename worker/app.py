@@ -10,6 +10,7 @@ import sys
 from celery import Celery, signals
 
 from config.settings import get_settings
+from orderrelay.broker import reuse_redis_clients
 from orderrelay.errors import ConfigError
 from worker import logs, runtime
 
@@ -20,6 +21,7 @@ except ConfigError as exc:
         sys.exit(str(exc))
     raise
 
+reuse_redis_clients()
 app = Celery("orderrelay", include=["tasks.orders", "tasks.bench"])
 app.config_from_object("config.celery_config")
 
