@@ -174,7 +174,7 @@ def test_the_python_producer_returns_the_order_id_at_once(service_env, db, monke
 
     monkeypatch.setenv("ORDERRELAY_BROKER_URL", service_env["ORDERRELAY_BROKER_URL"])
     get_producer_settings.cache_clear()
-    producer._producer.cache_clear()
+    producer.producer.cache_clear()
     with started(processes.worker(service_env, logs, name="producer-worker", concurrency=4)):
         order_id = producer.submit_order("extend", sample_order("api-py"), idempotency_key="api-py")
         keyless = producer.submit_order("extend", sample_order("api-py-2"))
