@@ -4,7 +4,8 @@ connection after making the order. Then it waits for every order to end and coun
 
 The jobs are sent at a steady rate; the damage starts once every job has its row (before intake a job is
 only a Redis message, kept by Redis's own at-least-once delivery: see the README) and lands while orders
-are being placed: workers are killed only while some order is mid-call.
+are being placed: workers are killed only while some order is mid-call. Some jobs wait 2 to 20 s (Extend's
+``transactionDelay``, or ``not_before``), so orders are still being placed while the damage lands.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _jobs(h: Harness, count: int, rng: random.Random, run: str) -> list[dict]:
         tag = f"chaos-{run}-{i}"
         not_before = None
         if provider == "extend":
-            order = extend_order(tag, **({"transactionDelay": rng.uniform(2, 8) / 86400} if i % 7 == 0 else {}))
+            order = extend_order(tag, **({"transactionDelay": rng.uniform(2, 20) / 86400} if i % 7 == 0 else {}))
         elif provider == "chaiz":
             order = chaiz_order(plan["searchResultPlanId"])
             order["userDetails"]["externalId"] = tag
@@ -87,7 +88,7 @@ def _jobs(h: Harness, count: int, rng: random.Random, run: str) -> list[dict]:
         else:
             order = webroot_order(h.admin("webroot/carts")["VendorOrderCode"])
         if provider != "extend" and i % 9 == 0:
-            not_before = (datetime.now(UTC) + timedelta(seconds=rng.uniform(2, 8))).isoformat()
+            not_before = (datetime.now(UTC) + timedelta(seconds=rng.uniform(2, 20))).isoformat()
         natural = NATURAL_KEYS[provider](order["userDetails"] if provider == "chaiz" else order)
         jobs.append(
             {"provider": provider, "order": order, "idempotency_key": tag, "not_before": not_before, "natural": natural}
