@@ -41,10 +41,19 @@ def closed_by_server(conn: psycopg.Connection) -> None:
     server's last words or the end of the stream readable on its socket."""
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    if _readable(conn.fileno()):
         conn.close()  # so that the pool discards it and makes another, rather than offering it again
         raise psycopg.OperationalError("the server closed the connection")
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read (or hung up), without waiting; poll has no limit on fd numbers,
+    where select refuses any above 1023, which a busy worker with hundreds of HTTP connections reaches."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _yoyo_url(database_url: str) -> str:
