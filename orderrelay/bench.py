@@ -88,7 +88,10 @@ class Meter:
 
 def _drain_noop(h: Harness, count: int, workers: int, concurrency: int) -> Run:
     queue = f"bench-{uuid.uuid4().hex[:6]}"
-    procs = [h.worker(f"noop-{n}", concurrency=concurrency, queues=(queue,), quiet=True) for n in range(workers)]
+    procs = [
+        h.worker(f"noop-{n}", concurrency=concurrency, queues=(queue,), quiet=True, include=BENCH_TASKS)
+        for n in range(workers)
+    ]
     broker = redis.Redis.from_url(h.broker_url)
     app, _ = producer()
     started = time.monotonic()
@@ -185,6 +188,7 @@ def _orders(
     )
 
 
+BENCH_TASKS = ("tasks.bench",)  # the no-op and the naive task: loaded by the bench's own workers only
 HALF_RATE = "orderrelay at half that peak rate, provider at 200 ms"
 CAPACITY = "one worker, provider at 1000 ms (calls in flight)"
 
@@ -207,7 +211,9 @@ def run(*, orders: int, naive_orders: int, workers: int, concurrency: int, out_d
         procs[0].stop()
         h.started.remove(procs[0])
         naive = [
-            h.worker(f"naive-{n}", concurrency=2, pool="prefork", queues=("bench-naive",), quiet=True)
+            h.worker(
+                f"naive-{n}", concurrency=2, pool="prefork", queues=("bench-naive",), quiet=True, include=BENCH_TASKS
+            )
             for n in range(workers)
         ]
         report.runs.append(

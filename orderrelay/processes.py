@@ -86,8 +86,10 @@ def worker(
     pool: str = "threads",
     queues: tuple[str, ...] = ALL_QUEUES,
     quiet: bool = False,
+    include: tuple[str, ...] = (),
 ) -> Process:
-    """A Celery worker; ``quiet`` logs warnings only (no line per task), as a benchmark wants."""
+    """A Celery worker; ``quiet`` logs warnings only (no line per task), as a benchmark wants; ``include`` names
+    task modules beyond orderrelay's own (the benchmark's)."""
     proc = Process(
         name,
         [
@@ -110,6 +112,7 @@ def worker(
             "WARNING" if quiet else "INFO",
             "--without-mingle",
             "--without-gossip",
+            *(["--include", ",".join(include)] if include else []),
         ],
         env,
         log_dir / f"{name}.log",

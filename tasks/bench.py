@@ -1,5 +1,7 @@
 """Tasks for ``orderrelay bench`` only: a no-op (Celery's own cost) and the naive design most people write
-first (a new event loop, HTTP session, token and database connection per task, one call in flight)."""
+first (a new event loop, HTTP session, token and database connection per task, one call in flight).
+
+Production workers do not load this module; the bench starts its workers with ``--include tasks.bench``."""
 
 from __future__ import annotations
 

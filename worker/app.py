@@ -22,7 +22,7 @@ except ConfigError as exc:
     raise
 
 reuse_redis_clients()
-app = Celery("orderrelay", include=["tasks.orders", "tasks.bench"])
+app = Celery("orderrelay", include=["tasks.orders"])  # the bench adds tasks.bench to its own workers
 app.config_from_object("config.celery_config")
 
 

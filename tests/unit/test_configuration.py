@@ -56,6 +56,7 @@ def test_task_names_are_registered(conf):
     _, app = conf
     app.loader.import_default_modules()
     assert {"orders.submit", "orders.place", "orders.sweep", "orders.follow_up"} <= set(app.tasks)
+    assert not [name for name in app.tasks if name.startswith("bench.")]  # the bench's workers load those
 
 
 def test_beat_runs_the_sweep(conf):
