@@ -9,9 +9,9 @@ import logging
 import time
 from typing import Any
 
+from orderrelay.logs import order_fields
 from providers import webhook
 from store import notifications
-from worker.logs import order_fields
 
 log = logging.getLogger("orderrelay.notify")
 LEASE = 30.0

@@ -20,13 +20,13 @@ from config.settings import Settings
 from orderrelay.breaker import Guard
 from orderrelay.constants import PROVIDER_IDS, Outcome, Status
 from orderrelay.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
+from orderrelay.logs import order_fields
 from orderrelay.vault import Vault, erase_fields, open_fields
 from providers import http as provider_http
 from providers.base import Placed
 from schemas.envelope import Job, fingerprint_of, rejected_target, stored_job, validate_job
 from store import notifications
 from store import orders as store
-from worker.logs import order_fields
 
 log = logging.getLogger("orderrelay.pipeline")
 

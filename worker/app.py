@@ -10,9 +10,10 @@ import sys
 from celery import Celery, signals
 
 from config.settings import get_settings
+from orderrelay import logs
 from orderrelay.broker import reuse_redis_clients
 from orderrelay.errors import ConfigError
-from worker import logs, runtime
+from worker import runtime
 
 try:
     get_settings()
