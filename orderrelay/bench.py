@@ -101,9 +101,7 @@ def _drain_noop(h: Harness, count: int, workers: int, concurrency: int) -> Run:
     while broker.llen(queue) or broker.hlen("unacked"):
         time.sleep(0.01)
     seconds = time.monotonic() - started
-    for proc in procs:
-        proc.stop()
-        h.started.remove(proc)
+    h.stop(*procs)
     return Run("bare Celery no-op", count, round(seconds, 2), round(count / seconds, 1))
 
 
@@ -204,12 +202,9 @@ def run(*, orders: int, naive_orders: int, workers: int, concurrency: int, out_d
             report.runs.append(_orders(h, f"orderrelay, provider at {latency} ms", orders, latency, pids))
         half = report.runs[-1].per_second / 2
         report.runs.append(_orders(h, HALF_RATE, min(orders, max(100, int(half * 20))), 200, pids, rate=half))
-        for proc in procs[1:]:  # what one process holds in flight, and its memory then
-            proc.stop()
-            h.started.remove(proc)
+        h.stop(*procs[1:])  # what one process holds in flight, and its memory then
         report.runs.append(_orders(h, CAPACITY, min(orders, 2 * concurrency), 1000, pids[:1]))
-        procs[0].stop()
-        h.started.remove(procs[0])
+        h.stop(procs[0])
         naive = [
             h.worker(
                 f"naive-{n}", concurrency=2, pool="prefork", queues=("bench-naive",), quiet=True, include=BENCH_TASKS

@@ -38,6 +38,12 @@ class Harness:
         self.started.append(proc)
         return proc
 
+    def stop(self, *procs: processes.Process) -> None:
+        """Stop processes this harness started before it ends."""
+        for proc in procs:
+            proc.stop()
+            self.started.remove(proc)
+
     def beat(self) -> processes.Process:
         proc = processes.beat(self.env, self.logs)
         self.started.append(proc)

@@ -123,27 +123,23 @@ async def scripted_create(
     state.in_flight += 1
     state.in_flight_peak = max(state.in_flight_peak, state.in_flight)
     try:
-        return await _answer(state, request, create, fault_body, replay, store)
+        fault = await state.faults.next()
+        if fault.drop:
+            return drop(request)
+        replayed = replay()
+        if replayed is not None:
+            return replayed
+        if fault.status != 200:
+            response = fault_response(fault, fault_body(fault.status))
+            if fault.stored:
+                store(response)
+            return response
+        response = await create()
+        if fault.drop_after_create:
+            return drop(request)
+        return response
     finally:
         state.in_flight -= 1
-
-
-async def _answer(state, request, create, fault_body, replay, store) -> web.Response:
-    fault = await state.faults.next()
-    if fault.drop:
-        return drop(request)
-    replayed = replay()
-    if replayed is not None:
-        return replayed
-    if fault.status != 200:
-        response = fault_response(fault, fault_body(fault.status))
-        if fault.stored:
-            store(response)
-        return response
-    response = await create()
-    if fault.drop_after_create:
-        return drop(request)
-    return response
 
 
 async def json_body(request: web.Request) -> dict:

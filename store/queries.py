@@ -13,7 +13,7 @@ WITH ins AS (
             CASE WHEN %(claim)s THEN 1 ELSE 0 END, %(claim_token)s,
             CASE WHEN %(claim)s THEN clock_timestamp() + make_interval(secs => %(lease)s) END)
     ON CONFLICT DO NOTHING
-    RETURNING id, provider, request, provider_key, attempt_count, claim_token, round_base, retry_round,
+    RETURNING id, status, provider, request, provider_key, attempt_count, claim_token, round_base, retry_round,
               notify IS NOT NULL AS notifies
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)
@@ -25,8 +25,8 @@ WITH ins AS (
     SELECT id, 1, provider_key::text FROM ins WHERE %(claim)s
     RETURNING id
 )
-SELECT ins.*, CASE WHEN %(claim)s THEN 'placing' ELSE %(status)s END AS status, true AS created,
-       %(status)s AS from_status, (SELECT id FROM att) AS attempt_id, NULL AS previous_outcome
+SELECT ins.*, true AS created, %(status)s AS from_status, (SELECT id FROM att) AS attempt_id,
+       NULL AS previous_outcome
 FROM ins
 """
 

@@ -112,40 +112,37 @@ def test_sweep_finds_due_work_whose_message_is_not_on_its_way(db):
     assert store.sweep_due(db, grace=60) == []  # marked as sent: not again within the grace period
 
 
-def test_the_pool_replaces_connections_the_server_ended_without_failing_a_checkout(database_url):
+@pytest.fixture
+def pool(database_url):
     from store.db import make_pool
 
     pool = make_pool(database_url, 2)
-    try:
-        with pool.connection() as conn:
-            before = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
-        with pool.connection() as conn, psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", [before])
-        time.sleep(0.2)  # the server's goodbye reaches the idle connection's socket
-        with pool.connection() as conn:
-            after = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
-        assert after != before
-        assert pool.get_stats().get("connections_lost", 0) >= 1
-    finally:
-        pool.close()
+    yield pool
+    pool.close()
 
 
-def test_pooled_connections_commit_each_statement_and_roll_back_a_failed_transaction(database_url, db):
-    from store.db import make_pool
+def test_the_pool_replaces_connections_the_server_ended_without_failing_a_checkout(database_url, pool):
+    with pool.connection() as conn:
+        before = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [before])
+    time.sleep(0.2)  # the server's goodbye reaches the idle connection's socket
+    with pool.connection() as conn:
+        after = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+    assert after != before
+    assert pool.get_stats().get("connections_lost", 0) >= 1
 
-    pool = make_pool(database_url, 1)
-    try:
-        with pool.connection() as conn:
-            insert(conn, message_id="m-own")
-        assert db.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == 1  # seen at once elsewhere
 
-        def fails_midway():
-            with pool.connection() as conn, conn.transaction():
-                insert(conn, message_id="m-undone")
-                raise RuntimeError("a second statement failed")
+def test_pooled_connections_commit_each_statement_and_roll_back_a_failed_transaction(pool, db):
+    with pool.connection() as conn:
+        insert(conn, message_id="m-own")
+    assert db.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == 1  # seen at once elsewhere
 
-        with pytest.raises(RuntimeError):
-            fails_midway()
-        assert db.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == 1
-    finally:
-        pool.close()
+    def fails_midway():
+        with pool.connection() as conn, conn.transaction():
+            insert(conn, message_id="m-undone")
+            raise RuntimeError("a second statement failed")
+
+    with pytest.raises(RuntimeError):
+        fails_midway()
+    assert db.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == 1
