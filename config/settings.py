@@ -80,7 +80,7 @@ class Settings:
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     countdown_horizon: float = 300.0
-    lease_seconds: float = 120.0
+    lease_seconds: float = 60.0
     sweep_interval: float = 15.0
     follow_up_interval: float = 300.0
     requeue_grace: float = 60.0
@@ -100,6 +100,14 @@ class Settings:
     notify_allow_http: bool = False
     notify_deadline: float = 86400.0
     notify_sweep_interval: float = 5.0
+
+    @property
+    def longest_attempt(self) -> float:
+        """Seconds one attempt may take at most, and where it is cut: a lookup, the create request and a lookup
+        after a refusal, each after a token grant and again after a 401 with a fresh grant (12 requests), each
+        within connect + 2 x read. The claim is renewed all along (every third of the lease), so the lease need
+        not be this long; it bounds how long a frozen or cut-off worker keeps an order from the others."""
+        return 12 * (self.http_connect_timeout + 2 * self.http_read_timeout)
 
 
 def _broker_url(value: str) -> None:
@@ -141,7 +149,7 @@ def load_settings() -> Settings:
             backoff_base=env.float("BACKOFF_BASE", 1.0, validate=Range(min=0)),
             backoff_max=env.float("BACKOFF_MAX", 300.0, validate=Range(min=0)),
             countdown_horizon=env.float("COUNTDOWN_HORIZON", 300.0, validate=Range(min=0)),
-            lease_seconds=env.float("LEASE_SECONDS", 120.0, validate=Range(min=1)),
+            lease_seconds=env.float("LEASE_SECONDS", 60.0, validate=Range(min=3)),
             sweep_interval=env.float("SWEEP_INTERVAL", 15.0, validate=Range(min=0.5)),
             follow_up_interval=env.float("FOLLOW_UP_INTERVAL", 300.0, validate=Range(min=1)),
             requeue_grace=env.float("REQUEUE_GRACE", 60.0, validate=Range(min=1)),

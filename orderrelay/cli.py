@@ -179,11 +179,17 @@ def cancel(order_id: str, reason: str) -> None:
 @main.command()
 @click.argument("order_id")
 @click.option("--reason", default="retried by an operator", show_default=True)
-def retry(order_id: str, reason: str) -> None:
+@click.option(
+    "--checked-by",
+    metavar="NAME",
+    help="Who checked with the provider that it holds no such order: needed to resend an in-doubt order of a "
+    "provider with no lookup and no key (Chaiz, battleface), which would otherwise risk a second order.",
+)
+def retry(order_id: str, reason: str, checked_by: str | None) -> None:
     """Queue a failed or in-doubt order for a new round of attempts (same idempotency key)."""
     from orderrelay import operations
 
-    provider = _act(operations.retry, order_id, reason=reason)
+    provider = _act(operations.retry, order_id, reason=reason, checked_by=checked_by)
     from tasks.orders import send_place
 
     send_place(order_id, provider)

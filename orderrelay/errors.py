@@ -1,9 +1,11 @@
 """The one error tree. Foreign exceptions (aiohttp, psycopg) are translated at the boundary with ``raise ... from``.
 
-The provider errors say by their class what the pipeline does next:
-``RetryableError`` -> try again later (with the same idempotency key),
-``PermanentError`` -> fail the order now,
-``InDoubtError``   -> the request went out and no answer came back: reconcile, resend with the same key, or park.
+The provider errors say by their class what a call came to; the provider's outcome policy
+(``providers/policy.py``) says what the pipeline does next:
+``RetryableError`` -> nothing was made: try again later,
+``PermanentError`` -> the provider refused the order,
+``InDoubtError``   -> the request went out and what came back cannot prove nothing was made (no answer, or a
+                      500, 502 or 504 that may come from a gateway or a crash after the provider's commit).
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class ProviderError(OrderRelayError):
 
 
 class RetryableError(ProviderError):
-    """Nothing was created: a 5xx, a 429, a refused connection or a timeout before the request went out."""
+    """Nothing was created: a 429, a 503, a refused connection, a timeout before the request went out, or a
+    failed lookup (which sends no order)."""
 
     outcome = "retryable"
 
@@ -79,10 +82,15 @@ class PermanentError(ProviderError):
 
 
 class InDoubtError(ProviderError):
-    """The request went out and no answer came back: the provider may or may not have made the order."""
+    """The request went out and the provider may have made the order: no answer came back (a dropped connection,
+    a read timeout), or a 500, 502 or 504 did, which a gateway or a crash can give after the commit."""
 
     outcome = "in_doubt"
 
 
 class AuthError(PermanentError):
     """The provider refused our credentials, even after getting a fresh token."""
+
+
+class ClaimLost(OrderRelayError):
+    """This worker's claim on an order ran out and was taken (it was frozen, or cut off): it must not send."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+import providers
 from config.settings import get_settings
 from orderrelay.constants import Status
 from orderrelay.errors import ActionRefused
+from providers import policy
 from store import notifications
 from store import orders as store
 
@@ -33,11 +36,29 @@ def cancel(conn, order_id: uuid.UUID | str, *, reason: str = "canceled by an ope
     return Status.CANCELED
 
 
-def retry(conn, order_id: uuid.UUID | str, *, reason: str = "retried by an operator") -> str:
-    """Queue a failed or in-doubt order for a new round of attempts, with the same idempotency key."""
+def retry(
+    conn, order_id: uuid.UUID | str, *, reason: str = "retried by an operator", checked_by: str | None = None
+) -> str:
+    """Queue a failed or in-doubt order for a new round of attempts, with the same idempotency key.
+
+    An in-doubt order is looked up first, or resent with a key the provider still replays. Where the provider has
+    neither, a resend is blind and could place the order twice: it needs ``checked_by``, who checked with the
+    provider that it holds nothing. That settles the order's earlier attempts and gives it a new key.
+    """
     order_id = uuid.UUID(str(order_id))
-    current = store.get_order(conn, order_id)["status"]
-    row = store.requeue(conn, order_id, from_statuses=RETRYABLE, reason=reason)
+    order = store.get_order(conn, order_id)
+    current = order["status"]
+    blind = current == Status.IN_DOUBT and not policy.resend_safe(
+        providers.get(order["provider"]), order["key_sent_at"], datetime.now(UTC)
+    )
+    if blind and not checked_by:
+        raise ActionRefused(
+            f"order {order_id} cannot be retried blindly: {order['provider']} may hold it and offers no lookup or "
+            "key that would tell; check with the provider, then retry with --checked-by NAME (or resolve it)"
+        )
+    if checked_by:
+        reason = f"{reason}; {checked_by} checked with {order['provider']}: it holds no such order"
+    row = store.requeue(conn, order_id, from_statuses=RETRYABLE, reason=reason, settle=bool(checked_by))
     if row is None:
         raise ActionRefused(f"order {order_id} cannot be retried: its status is {current} (only failed or in_doubt)")
     return row["provider"]

@@ -6,9 +6,9 @@ follow-up messages these functions ask for. Nothing here talks to the broker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -20,10 +20,13 @@ from config.settings import Settings
 from orderrelay.breaker import Guard
 from orderrelay.constants import PROVIDER_IDS, Outcome, Status
 from orderrelay.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
+from orderrelay.leases import Leases
 from orderrelay.logs import order_fields
 from orderrelay.vault import Vault, erase_fields, open_fields
 from providers import http as provider_http
+from providers import policy
 from providers.base import Placed
+from providers.policy import Call, Decision
 from schemas.envelope import Job, fingerprint_of, rejected_target, stored_job, validate_job
 from store import notifications
 from store import orders as store
@@ -39,6 +42,7 @@ class Runtime(Protocol):
     http: provider_http.Http
     vault: Vault
     guard: Guard
+    leases: Leases
     name: str
 
     def run(self, coro: Any) -> Any: ...
@@ -104,11 +108,12 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None, claim: bool 
             **_notify_options(rt.settings),
         )
     except JobInvalid as exc:
-        return _reject(rt, job, exc, message_id)
+        return _reject(rt, job, exc, message_id, key=_kept_key(job, exc))
     waits = valid.due_at > now
     status = Status.WAITING if waits else Status.QUEUED
     in_horizon = (valid.due_at - now).total_seconds() <= rt.settings.countdown_horizon
     claim_now = claim and not waits
+    since = time.monotonic()
     with rt.db.connection() as conn:
         row = store.insert_order(
             conn,
@@ -128,6 +133,8 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None, claim: bool 
         )
     if not row["created"]:
         conflict = row["request_hash"] != valid.fingerprint
+        if conflict and message_id is not None:  # a producer's message: its record is the only answer it gets
+            return _conflict(rt, job, row, valid, message_id)
         log.info(
             "job seen before (its key or message repeated; another body: %s)",
             conflict,
@@ -142,14 +149,33 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None, claim: bool 
         )
     log.info("received; due %s", valid.due_at.isoformat(), extra=order_fields(row["id"], valid.provider, status=status))
     if claim_now:
-        return Next(row["id"], row["status"], provider=valid.provider, created=True, claim=row)
+        return Next(row["id"], row["status"], provider=valid.provider, created=True, claim={**row, "since": since})
     return replace(_schedule(rt, row["id"], status, valid.due_at, valid.provider), created=True)
 
 
-def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> Next:
+def _conflict(rt: Runtime, job: Any, existing: dict, valid: Job, message_id: str) -> Next:
+    """A job whose key or message id an order with another body already has: a rejected order says so."""
+    if valid.idempotency_key is not None and existing["idempotency_key"] == valid.idempotency_key:
+        errors = {"idempotency_key": [f"Already used by order {existing['id']} with another body."]}
+    else:
+        errors = {
+            "_message_id": [f"Message id {message_id} was already used by order {existing['id']} for another job."]
+        }
+    step = _reject(
+        rt, job, JobInvalid(errors), f"{message_id}#conflict-{valid.fingerprint[:16]}", key=valid.idempotency_key
+    )
+    return replace(step, conflict=True)
+
+
+def _kept_key(job: Any, exc: JobInvalid) -> str | None:
+    """The key an invalid job is kept under (for looking it up), unless the key itself is what is wrong."""
+    key = job.get("idempotency_key") if isinstance(job, dict) and "idempotency_key" not in exc.errors else None
+    return key if isinstance(key, str) else None
+
+
+def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None, *, key: str | None) -> Next:
     raw = job if isinstance(job, dict) else {}
     provider = raw.get("provider") if raw.get("provider") in PROVIDER_IDS else None
-    key = raw.get("idempotency_key") if "idempotency_key" not in exc.errors else None
     kept = stored_job(job)
     with rt.db.connection() as conn, conn.transaction():
         row = store.insert_order(  # a rejected job keeps its key but does not use it up: fix the job, send it again
@@ -159,7 +185,7 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None) -> N
             status=Status.REJECTED,
             request=kept,
             request_hash=fingerprint_of(provider, kept),
-            idempotency_key=key if isinstance(key, str) else None,
+            idempotency_key=key,
             message_id=message_id,
             due_at=None,
             expected_at=None,
@@ -185,55 +211,107 @@ def _notify_options(settings: Settings) -> dict:
     }
 
 
-def backoff(settings: Settings, attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, never shorter than the provider's Retry-After."""
-    ceiling = min(settings.backoff_max, settings.backoff_base * 2 ** max(0, attempt - 1))
-    return max(random.uniform(0, ceiling), retry_after or 0.0)
-
-
 def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") -> Next:
     """Claim a due order, make one provider attempt, and record its outcome. A second delivery does nothing."""
     order_id = uuid.UUID(str(order_id))
+    since = time.monotonic()
     with rt.db.connection() as conn:
         claim = store.claim(conn, order_id, lease=rt.settings.lease_seconds, reason=reason)
     if claim is None:
         log.debug("order %s: not claimable now (not due, already taken or done)", order_id)
         return Next(order_id, "unclaimed")
-    return attempt(rt, claim)
+    return attempt(rt, {**claim, "since": since})
 
 
 def attempt(rt: Runtime, claim: dict) -> Next:
-    """Make one provider attempt under a claim (from ``place``, or from ``intake``) and record its outcome."""
-    order_id = claim["id"]
-    settings = rt.settings
+    """Make one provider attempt under a claim (from ``place``, or from ``intake``) and record its outcome.
+
+    ``claim["since"]`` is when the claim was taken (``time.monotonic()`` before its statement).
+    """
     provider = providers.get(claim["provider"])
-    cfg = settings.providers[provider.ID]
-    key = str(claim["provider_key"])
-    number = claim["attempt_count"]
     gate = rt.guard.enter(provider.ID)
     if not gate.allowed:
         return _defer(rt, claim, provider.ID, gate.defer, gate.reason)
     started = time.perf_counter()
-    placed: Placed | None = None
-    error: ProviderError | None = None
-    order, unopened = open_fields(rt.vault, claim["request"], provider.CARD_FIELDS)
-    try:
-        if unopened:
-            raise PermanentError("card data cannot be opened with the configured keys", details=sorted(unopened))
-        if claim["previous_outcome"] == Outcome.IN_DOUBT:
-            placed = rt.run(provider_http.lookup(provider, rt.http, cfg, order))
-        if placed is None:
-            placed = rt.run(provider_http.place(provider, rt.http, cfg, order, key))
-    except ProviderError as exc:
-        error = exc
-    except Exception as exc:  # a bug of ours mid-call: we cannot know whether the request went out
-        log.exception("order %s: unexpected error during attempt %d", order_id, number)
-        error = InDoubtError(f"internal error during the call: {type(exc).__name__}")
+    call, sending = _call(rt, provider, claim)
     latency_ms = (time.perf_counter() - started) * 1000
-    changed = rt.guard.leave(provider.ID, healthy=placed is not None or isinstance(error, PermanentError))
+    healthy = call.claim_lost or call.placed is not None or isinstance(call.error, PermanentError)
+    changed = rt.guard.leave(provider.ID, healthy=healthy)
     if changed is not None:
         _report_circuit(rt, provider.ID, changed)
-    to_status, why, due_at = _decide(settings, provider, number - claim["round_base"], placed, error)
+    if call.claim_lost:
+        return _late(rt, provider, claim, call, sending, latency_ms)
+    decision = policy.decide(
+        rt.settings,
+        provider,
+        call,
+        attempt=claim["attempt_count"] - claim["round_base"],
+        uncertain_before=claim["uncertain"],
+        key_sent_at=claim["key_sent_at"],
+        now=_now(),
+    )
+    return _record(rt, provider, claim, call, sending, decision, latency_ms)
+
+
+def _call(rt: Runtime, provider: Any, claim: dict) -> tuple[Call, provider_http.Sending]:
+    """The attempt's requests, on the process's loop, with the claim kept alive and fenced before each send."""
+    sending = provider_http.Sending(str(claim["provider_key"]), provider.KEY, uncertain=claim["uncertain"])
+    order, unopened = open_fields(rt.vault, claim["request"], provider.CARD_FIELDS)
+    if unopened:
+        error = PermanentError("card data cannot be opened with the configured keys", details=sorted(unopened))
+        return Call(error=error), sending
+    held = rt.leases.hold(claim["id"], claim["claim_token"], claim["since"])
+
+    async def ours(found: list[Placed]) -> list[Placed]:
+        """The found orders no other order of ours has already recorded."""
+        if not found:
+            return found
+
+        def owned() -> set[str]:
+            with rt.db.connection() as conn:
+                return store.ref_owners(conn, provider.ID, [p.ref for p in found], besides=claim["id"])
+
+        taken = await asyncio.to_thread(owned)
+        return [p for p in found if p.ref not in taken]
+
+    try:
+        call = rt.run(
+            provider_http.attempt(
+                provider,
+                rt.http,
+                rt.settings.providers[provider.ID],
+                order,
+                sending,
+                fence=lambda: rt.leases.fence(held),
+                ours=ours,
+                deadline=rt.settings.longest_attempt,
+            )
+        )
+    except Exception as exc:  # a bug of ours mid-call: once a create request went out, it may have made the order
+        log.exception("order %s: unexpected error during attempt %d", claim["id"], claim["attempt_count"])
+        kind = InDoubtError if sending.sent else RetryableError
+        if sending.sent:
+            sending.unanswered()
+        call = Call(error=kind(f"internal error during the call: {type(exc).__name__}"))
+    finally:
+        rt.leases.release(held)
+    return call, sending
+
+
+def _record(
+    rt: Runtime,
+    provider: Any,
+    claim: dict,
+    call: Call,
+    sending: provider_http.Sending,
+    decision: Decision,
+    latency_ms: float,
+) -> Next:
+    """Write the attempt's outcome under the claim (fenced by its token); a lost claim makes it a late answer."""
+    settings = rt.settings
+    order_id, placed, error = claim["id"], call.placed, call.error
+    to_status, due_at = decision.status, decision.due_at
+    outcome = Outcome.PLACED if placed else error.outcome
     in_horizon = due_at is not None and (due_at - _now()).total_seconds() <= settings.countdown_horizon
     done = to_status in (Status.PLACED, Status.FAILED)
     notifies = claim["notifies"] and _ends(settings, to_status, error, claim["retry_round"])
@@ -244,31 +322,73 @@ def attempt(rt: Runtime, claim: dict) -> Next:
             order_id=order_id,
             claim_token=claim["claim_token"],
             attempt_id=claim["attempt_id"],
-            outcome=Outcome.PLACED if placed else error.outcome,
+            outcome=outcome,
             to_status=to_status,
-            reason=why,
+            reason=decision.reason,
             http_status=placed.http_status if placed else error.status,
             latency_ms=latency_ms,
-            error=None if placed else error.as_record(),
+            error=decision.error or (None if placed else error.as_record()),
             provider_ref=placed.ref if placed else None,
             provider_status=placed.status if placed else None,
             response=placed.response if placed else None,
             due_at=due_at,
             expected_at=due_at if in_horizon else None,
             request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if done else None,
+            attempt_key=sending.sent_key,
+            next_key=sending.key if sending.key != str(claim["provider_key"]) else None,
+            key_sent=sending.sent,
         )
         notification = None
         if kept and notifies:
             notification = notifications.add(conn, order_id, deadline=settings.notify_deadline)
     if not kept:
-        log.warning(
-            "claim lost before the attempt finished; outcome not recorded",
-            extra=order_fields(order_id, provider.ID, number),
-        )
-        return Next(order_id, "unclaimed")
-    outcome = Outcome.PLACED if placed else error.outcome
-    log.info("%s (%.0f ms)", why, latency_ms, extra=order_fields(order_id, provider.ID, number, outcome, to_status))
+        return _late(rt, provider, claim, call, sending, latency_ms)
+    fields = order_fields(order_id, provider.ID, claim["attempt_count"], outcome, to_status)
+    log.info("%s (%.0f ms)", decision.reason, latency_ms, extra=fields)
     return replace(_schedule(rt, order_id, to_status, due_at, provider.ID), notification=notification)
+
+
+def _late(
+    rt: Runtime, provider: Any, claim: dict, call: Call, sending: provider_http.Sending, latency_ms: float
+) -> Next:
+    """What a worker learnt after its claim was taken: an event on the order, the attempt's real outcome, and an
+    order that is placed after all when the answer proves it (whatever the sweep decided meanwhile)."""
+    order_id, placed, error = claim["id"], call.placed, call.error
+    never_sent = call.claim_lost and not sending.sent
+    if call.claim_lost:
+        error = RetryableError("not sent: this worker's claim had been taken before it could send")
+    why = f"{provider.ID} reference {placed.ref}" if placed else f"{error.outcome}: {error.message}"
+    reason = f"late answer after the claim was lost (attempt {claim['attempt_count']}): {why}"
+    with rt.db.connection() as conn, conn.transaction():
+        row = store.late_answer(
+            conn,
+            order_id=order_id,
+            attempt_id=claim["attempt_id"],
+            outcome=Outcome.PLACED if placed else error.outcome,
+            reason=reason,
+            http_status=placed.http_status if placed else error.status,
+            latency_ms=latency_ms,
+            error=None if placed else error.as_record(),
+            attempt_key=sending.sent_key,
+            provider_ref=placed.ref if placed else None,
+            provider_status=placed.status if placed else None,
+            response=placed.response if placed else None,
+            request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if placed else None,
+            never_sent=never_sent,
+        )
+        notification = None
+        if row["placed_from"] and row["notifies"]:
+            notification = notifications.add(conn, order_id, deadline=rt.settings.notify_deadline)
+    fields = order_fields(order_id, provider.ID, claim["attempt_count"])
+    if placed and row["status_before"] == Status.PLACED and row["ref_before"] != placed.ref:
+        log.error("%s; the order was already placed as %s: two orders at the provider", reason, row["ref_before"])
+    else:
+        log.warning("%s (the order was %s)", reason, row["status_before"], extra=fields)
+    if row["placed_from"]:
+        return Next(order_id, Status.PLACED, notification=notification)
+    if row["requeued"]:
+        return Next(order_id, Status.QUEUED, place_now=True, provider=provider.ID)
+    return Next(order_id, "unclaimed")
 
 
 def _ends(settings: Settings, status: str, error: ProviderError | None, retry_round: int) -> bool:
@@ -278,7 +398,7 @@ def _ends(settings: Settings, status: str, error: ProviderError | None, retry_ro
         return True
     if status != Status.FAILED:
         return False
-    return isinstance(error, PermanentError) or retry_round >= settings.retry_rounds
+    return not isinstance(error, RetryableError) or retry_round >= settings.retry_rounds
 
 
 def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str) -> Next:
@@ -315,25 +435,6 @@ def _report_circuit(rt: Runtime, provider_id: str, circuit: Any) -> None:
             store.record_circuit(conn, provider_id, rt.name, circuit, open_until)
     except Exception:  # visibility only: never let it break placing orders
         log.exception("provider=%s: could not record the circuit's state", provider_id)
-
-
-def _decide(
-    settings: Settings, provider: Any, attempt: int, placed: Placed | None, error: ProviderError | None
-) -> tuple[str, str, datetime | None]:
-    """The order's next status, the event's reason, and when it is due again (``attempt``: in this round)."""
-    if placed is not None:
-        return Status.PLACED, f"placed: {provider.ID} reference {placed.ref} ({placed.status})", None
-    assert error is not None
-    detail = f"{error.outcome}: {error.message}" + (f" (HTTP {error.status})" if error.status else "")
-    if isinstance(error, PermanentError):
-        return Status.FAILED, f"failed: {detail}", None
-    resend_safe = isinstance(error, RetryableError) or provider.IDEMPOTENT or provider.LOOKUP
-    if isinstance(error, InDoubtError) and not resend_safe:
-        return Status.IN_DOUBT, f"in doubt: {detail}; an operator must check with {provider.ID}", None
-    if attempt >= settings.max_attempts:
-        return Status.FAILED, f"failed after {attempt} attempts: {detail}", None
-    delay = backoff(settings, attempt, error.retry_after)
-    return Status.RETRYING, f"retry in {delay:.1f}s: {detail}", _now() + timedelta(seconds=delay)
 
 
 def follow_up(rt: Runtime, *, limit: int = 200) -> int:
@@ -396,24 +497,11 @@ def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
 
 
 def _recover(conn: Any, row: dict, provider: Any, settings: Settings) -> None:
-    """An expired lease (its worker was lost): place again with the same key where that is safe, else in doubt."""
-    store.abandon_attempts(conn, row["id"])
-    if provider.IDEMPOTENT or provider.LOOKUP:
-        store.transition(
-            conn,
-            row["id"],
-            from_statuses=(Status.PLACING,),
-            to_status=Status.QUEUED,
-            reason="lease expired (worker lost); placing again with the same key",
-            due_at=_now(),
-        )
-        return
-    moved = store.transition(
-        conn,
-        row["id"],
-        from_statuses=(Status.PLACING,),
-        to_status=Status.IN_DOUBT,
-        reason=f"lease expired (worker lost) mid-call; an operator must check with {provider.ID}",
+    """An expired lease (its worker was lost or froze): its call may have made the order. Placed again where the
+    provider's lookup or key makes that safe, else in doubt."""
+    decision = policy.recover(provider, row["key_sent_at"], _now())
+    moved = store.recover_lease(
+        conn, row["id"], to_status=decision.status, due_at=decision.due_at, reason=decision.reason
     )
-    if moved:
+    if moved and decision.status == Status.IN_DOUBT:
         notifications.add(conn, row["id"], deadline=settings.notify_deadline)

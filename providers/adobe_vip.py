@@ -1,42 +1,42 @@
 """Adobe VIP Marketplace orders (seed 002): ``POST /v3/customers/{customerId}/orders``.
 
 Auth: an IMS token (client credentials, form-encoded, at the IMS host), renewed before expiry and on a 401,
-with ``X-Api-Key``. Idempotency: ``X-Correlation-Id`` is the order's provider key, the same on every attempt;
-Adobe replays any response given for it. ``X-Request-Id`` is new for every request.
+with ``X-Api-Key``. Idempotency: ``X-Correlation-Id`` is the order's provider key. Adobe replays any response
+it gave for an id (for 10 days), so, as seed 002 says, the id is kept across requests that got no answer and
+renewed after any answer - except while an earlier request with it may have made the order (a dropped answer,
+a 500/502/504): then only the same id can tell, and it is kept. ``X-Request-Id`` is new for every request.
 Orders start as 1002 (pending) and may still fail (1004, 1020-1026): a scheduled follow-up reads them with
 ``GET /v3/customers/{customerId}/orders/{orderId}`` until their status is final.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from config.settings import ProviderSettings
-from providers.base import ErrorInfo, Placed, Request, Response, no_lookup, no_wait, nothing_found
+from providers.base import ErrorInfo, Key, Placed, Request, Response, no_lookup, no_wait, nothing_found
 from providers.http import Http, oauth_token
 from schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "adobe_vip"
-IDEMPOTENT = True
+KEY = Key.PER_ANSWER
+KEY_TTL = 10 * 86400.0  # Adobe replays an id's answer for 10 days
 LOOKUP = False  # an order can be read only by the orderId a lost answer would have carried
+FRESH_HEADERS = ("X-Request-Id",)
 CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
 PENDING_STATUSES = frozenset({"1002"})
-FAILED_STATUSES = frozenset({"1004", "1020", "1022", "1024", "1026"})
+FAILED_STATUSES = frozenset({"1004", "1008", "1020", "1022", "1024", "1026"})  # failed, cancelled, inactive
 # No lookup by correlation id: a lost answer is resent with the same correlation id instead.
 wait, lookup, found = no_wait, no_lookup, nothing_found
 JSON = {"Accept": "application/json"}
 
 
 def request(order: dict, key: str, cfg: ProviderSettings) -> Request:
-    """The order without its routing fields, the correlation id (same every attempt), a new request id."""
+    """The order without its routing fields, with the correlation id (the request id is added per send)."""
     body = {k: v for k, v in order.items() if k not in ROUTING_FIELDS}
     return Request(
-        "POST",
-        f"/v3/customers/{order['customerId']}/orders",
-        json=body,
-        headers={**JSON, "X-Correlation-Id": key, "X-Request-Id": str(uuid.uuid4())},
+        "POST", f"/v3/customers/{order['customerId']}/orders", json=body, headers={**JSON, "X-Correlation-Id": key}
     )
 
 
@@ -62,9 +62,7 @@ def error(resp: Response) -> ErrorInfo:
 
 def follow_up(order: dict, ref: str) -> Request:
     """Read the order's current status."""
-    return Request(
-        "GET", f"/v3/customers/{order['customerId']}/orders/{ref}", headers={**JSON, "X-Request-Id": str(uuid.uuid4())}
-    )
+    return Request("GET", f"/v3/customers/{order['customerId']}/orders/{ref}", headers=JSON)
 
 
 async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:

@@ -49,14 +49,26 @@ class ErrorInfo:
     details: Any = None
 
 
+class Key:
+    """What a provider's idempotency key promises (``Provider.KEY``)."""
+
+    NONE = "none"  # no key: every request that reaches the provider may make an order
+    STABLE = "stable"  # one key per order, on every request; the provider replays its first result (Extend)
+    # Kept only across requests that got no answer; renewed after any answer, which the provider would otherwise
+    # replay to every later request (Adobe's X-Correlation-Id, seed 002).
+    PER_ANSWER = "per_answer"
+
+
 class Provider(Protocol):
     """One module per provider, each with these names (see ``providers/extend.py``)."""
 
     ID: str
-    # True when a resend carries a key that makes the provider return the first result instead of a new order.
-    IDEMPOTENT: bool
+    KEY: str  # a ``Key`` value: what the idempotency key (``request``'s ``key``) makes safe
+    KEY_TTL: float | None  # seconds the provider remembers a key's result; None when it has no key
     # True when ``lookup`` can find an order the provider already made for ours (to reconcile a lost answer).
     LOOKUP: bool
+    # Headers given a new UUID on every request sent, retries after a 401 included (Adobe's X-Request-Id).
+    FRESH_HEADERS: tuple[str, ...]
     # Card fields by dotted path, sealed at rest (True: keep the last four digits for display).
     CARD_FIELDS: dict[str, bool]
     # Fields removed from the stored order once it is placed or finally failed (the CVC).
@@ -83,8 +95,8 @@ class Provider(Protocol):
     def lookup(self, order: dict) -> Request | None:
         """A request that finds an order already made for this one, or None where the provider has none."""
 
-    def found(self, body: Any) -> Placed | None:
-        """The lookup's answer: the order it found, or None."""
+    def found(self, body: Any, order: dict) -> list[Placed]:
+        """The orders in the lookup's answer that are provably this ``order`` (never one merely similar)."""
 
     def follow_up(self, order: dict, ref: str) -> Request | None:
         """A request that reads a placed order's current state at the provider, or None where there is none."""
@@ -104,10 +116,22 @@ def no_lookup(order: dict) -> None:
     return None
 
 
-def nothing_found(body: Any) -> None:
-    return None
+def nothing_found(body: Any, order: dict) -> list[Placed]:
+    return []
 
 
 def no_follow_up(order: dict, ref: str) -> None:
     """A placed order does not change later (or no way to read it is known)."""
     return None
+
+
+def holds(found: Any, sent: Any) -> bool:
+    """Whether what a provider holds carries every value we sent: each key of a sent object with an equal value
+    (the provider may add its own), each list item by item. The proof a lookup gives that it found our order."""
+    if isinstance(sent, dict):
+        return isinstance(found, dict) and all(k in found and holds(found[k], v) for k, v in sent.items())
+    if isinstance(sent, list):
+        return isinstance(found, list) and len(found) == len(sent) and all(map(holds, found, sent))
+    if isinstance(sent, bool) or isinstance(found, bool):
+        return found is sent
+    return found == sent

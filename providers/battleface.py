@@ -12,13 +12,25 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import ProviderSettings
-from providers.base import ErrorInfo, Placed, Request, Response, no_follow_up, no_lookup, no_wait, nothing_found
+from providers.base import (
+    ErrorInfo,
+    Key,
+    Placed,
+    Request,
+    Response,
+    no_follow_up,
+    no_lookup,
+    no_wait,
+    nothing_found,
+)
 from providers.http import Http, oauth_token
 from schemas.battleface import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "battleface"
-IDEMPOTENT = False
+KEY = Key.NONE
+KEY_TTL = None
 LOOKUP = False
+FRESH_HEADERS: tuple[str, ...] = ()
 CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
 PENDING_STATUSES: frozenset[str] = frozenset()  # "Pending" becomes Approved or Cancelled; no read is documented

@@ -13,13 +13,25 @@ from typing import Any
 
 from config.settings import ProviderSettings
 from orderrelay.errors import AuthError, PermanentError
-from providers.base import ErrorInfo, Placed, Request, Response, no_follow_up, no_lookup, no_wait, nothing_found
+from providers.base import (
+    ErrorInfo,
+    Key,
+    Placed,
+    Request,
+    Response,
+    no_follow_up,
+    no_lookup,
+    no_wait,
+    nothing_found,
+)
 from providers.http import Http
 from schemas.chaiz import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "chaiz"
-IDEMPOTENT = False
+KEY = Key.NONE
+KEY_TTL = None
 LOOKUP = False
+FRESH_HEADERS: tuple[str, ...] = ()
 CARD_FIELDS = {"payment.accountNumber": True, "payment.cvc": False}
 ERASE_WHEN_DONE = ("payment.cvc",)
 PENDING_STATUSES: frozenset[str] = frozenset()

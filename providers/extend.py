@@ -3,7 +3,9 @@
 Auth: a short-lived token from ``POST /auth/oauth/token`` (client credentials), sent as
 ``X-Extend-Access-Token``, renewed before expiry and on a 401. The API version travels in ``Accept``.
 Idempotency: ``X-Idempotency-Key``, the order's provider key, the same on every attempt; Extend replays the
-first result for a key. Lookup: ``GET /orders/search?transactionId=...``.
+first result for a key for at least 24 hours. Lookup: ``GET /orders/search?transactionId=...``; a found order is
+ours only if it holds our store, transaction, currency, total and every line item as we sent them (another
+order with the same ``transactionId`` is never adopted).
 The wait (``transactionDelay``, days, fractional) is consumed by orderrelay, so the order sent carries none.
 """
 
@@ -13,13 +15,15 @@ from datetime import timedelta
 from typing import Any
 
 from config.settings import ProviderSettings
-from providers.base import ErrorInfo, Placed, Request, Response, no_follow_up
+from providers.base import ErrorInfo, Key, Placed, Request, Response, holds, no_follow_up
 from providers.http import Http, oauth_token
 from schemas.extend import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "extend"
-IDEMPOTENT = True
+KEY = Key.STABLE
+KEY_TTL = 24 * 3600.0  # Extend replays a key's first result for at least 24 hours
 LOOKUP = True
+FRESH_HEADERS: tuple[str, ...] = ()
 CARD_FIELDS: dict[str, bool] = {}  # Extend orders carry no card data
 ERASE_WHEN_DONE: tuple[str, ...] = ()
 PENDING_STATUSES: frozenset[str] = frozenset()  # "pending" at Extend is a wait orderrelay has already served
@@ -65,10 +69,33 @@ def lookup(order: dict) -> Request:
     )
 
 
-def found(body: Any) -> Placed | None:
-    """The first order the search returned, or None."""
+ORDER_IDENTITY = ("storeId", "transactionId", "currency", "total")
+LINE_IDENTITY = ("lineItemTransactionId", "quantity", "quoteId")
+PRICED_IDENTITY = ("id", "purchasePrice")  # of a line's product and plan
+
+
+def identity(order: dict) -> dict:
+    """What proves a found Extend order is this one: the store, transaction, currency and total, and each line
+    item's id, quantity, quote, product and plan (ids and prices) as recorded at intake."""
+
+    def line(item: dict) -> dict:
+        picked = {k: item[k] for k in LINE_IDENTITY if k in item}
+        for part in ("product", "plan"):
+            if isinstance(item.get(part), dict):
+                picked[part] = {k: item[part][k] for k in PRICED_IDENTITY if k in item[part]}
+        return picked
+
+    return {
+        **{k: order[k] for k in ORDER_IDENTITY if k in order},
+        "lineItems": [line(item) for item in order.get("lineItems", [])],
+    }
+
+
+def found(body: Any, order: dict) -> list[Placed]:
+    """The orders of the search that hold this order's identity; one merely sharing its ``transactionId`` is not."""
     orders = body.get("orders") if isinstance(body, dict) else None
-    return response(orders[0]) if orders else None
+    wanted = identity(order)
+    return [response(o) for o in orders or [] if isinstance(o, dict) and "id" in o and holds(o, wanted)]
 
 
 async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:

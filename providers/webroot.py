@@ -14,13 +14,15 @@ import base64
 from typing import Any
 
 from config.settings import ProviderSettings
-from providers.base import ErrorInfo, Placed, Request, Response, no_follow_up, no_wait
+from providers.base import ErrorInfo, Key, Placed, Request, Response, no_follow_up, no_wait
 from providers.http import Http, oauth_token
 from schemas.webroot import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "webroot"
-IDEMPOTENT = False
+KEY = Key.NONE
+KEY_TTL = None
 LOOKUP = True
+FRESH_HEADERS: tuple[str, ...] = ()
 CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
 PENDING_STATUSES: frozenset[str] = frozenset()
@@ -56,11 +58,17 @@ def lookup(order: dict) -> Request:
     return Request("GET", f"/service/api/ecom/shop/carts/{order['VendorOrderCode']}", headers=JSON)
 
 
-def found(body: Any) -> Placed | None:
-    """A converted cart is a placed order; an open one is not (safe to send again)."""
-    if isinstance(body, dict) and body.get("CartOrderStatusId") == CART_CONVERTED and body.get("Order"):
-        return response(body["Order"])
-    return None
+def found(body: Any, order: dict) -> list[Placed]:
+    """A cart converted into this order (its cart code, and its purchase order number where the answer carries
+    one) is a placed order; an open cart is not, so it is safe to send again."""
+    if not isinstance(body, dict) or body.get("CartOrderStatusId") != CART_CONVERTED:
+        return []
+    made = body.get("Order")
+    if not isinstance(made, dict) or made.get("VendorOrderCode") != order["VendorOrderCode"]:
+        return []
+    if made.get("PurchaseOrder", order["PurchaseOrder"]) != order["PurchaseOrder"]:
+        return []  # converted, but by another purchase order than ours
+    return [response(made)]
 
 
 async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:

@@ -1,14 +1,17 @@
 """Adobe VIP Marketplace, simulated (seed 002 and PROVIDERS.md), under ``/adobe_vip``.
 
 - ``POST /ims/token/v3``: IMS client credentials (form-encoded); ``access_token``, ``expires_in`` seconds.
-- ``POST /v3/customers/{customerId}/orders``: ``Authorization: Bearer`` (missing: 403/4117, invalid or
-  expired: 401/4116), ``X-Api-Key`` (403/4115), ``X-Correlation-Id`` (missing: 400/4119); an
-  ``X-Request-Id`` already used under another correlation id: 400/4120. Any response given for a correlation
-  id is replayed (Adobe keeps them 10 days; the sandbox until reset). Unknown customer: 404 (Adobe documents
-  the status only; the sandbox's code is ``"404"``). Validation: 1121 unexpected fields, 1122 missing fields,
-  2121 duplicate ``extLineItemNumber``, 2140 currency at both levels, 1117 other invalid fields; an offer the
-  sandbox does not know: 2122. Success: 201, status ``1002``. PREVIEW and PREVIEW_RENEWAL answer 200 with
-  pricing and make no order (the sandbox's choice).
+- ``POST /v3/customers/{customerId}/orders``: an ``X-Request-Id`` seen before on any create request, refused
+  ones included, is refused: 400/4120 (Adobe: "the value should be reset for every single request ... a
+  duplicate request ID may return an error"; PROVIDERS.md names 4120 for one reused under another correlation
+  id; the sandbox refuses every reuse). Then ``Authorization: Bearer`` (missing: 403/4117, invalid or expired:
+  401/4116), ``X-Api-Key`` (403/4115), ``X-Correlation-Id`` (missing: 400/4119). Every answer Adobe gives for a
+  correlation id is replayed for it (Adobe keeps them 10 days; the sandbox until reset), failures included:
+  its validation answers, and scripted faults unless marked ``gateway`` (``State.replays_failures``). Unknown
+  customer: 404 (Adobe documents the status only; the sandbox's code is ``"404"``). Validation: 1121
+  unexpected fields, 1122 missing fields, 2121 duplicate ``extLineItemNumber``, 2140 currency at both levels,
+  1117 other invalid fields; an offer the sandbox does not know: 2122. Success: 201, status ``1002``. PREVIEW
+  and PREVIEW_RENEWAL answer 200 with pricing and make no order (the sandbox's choice).
 - ``GET /v3/customers/{customerId}/orders/{orderId}``: the order (unknown: 404/2115).
 Admin: ``POST /_sandbox/adobe_vip/customers`` and ``/offers`` make ids (or take ``{"customerId"}`` /
 ``{"offerId"}``); ``POST /_sandbox/adobe_vip/orders/{orderId}/status`` with ``{"status": "1000"}`` moves an order.
@@ -38,13 +41,18 @@ PREVIEWS = ("PREVIEW", "PREVIEW_RENEWAL")
 class State(ProviderState):
     """The simulated Adobe: customers, offers, orders, responses by correlation id, request ids seen."""
 
+    replays_failures = True  # any answer given for a correlation id is replayed (seed 002, PROVIDERS.md)
+
     def reset(self) -> None:
         super().reset()
         self.customers: set[str] = set()
         self.offers: set[str] = set()
         self.by_correlation: dict[str, tuple[int, dict]] = {}
-        self.request_ids: dict[str, str] = {}
+        self.request_ids: set[str] = set()
         self._ids = itertools.count(8_000_000_001)
+
+    def forget_keys(self) -> None:
+        self.by_correlation.clear()
 
 
 def adobe_error(status: int, code: str, message: str, details: list | None = None) -> web.Response:
@@ -94,15 +102,17 @@ def make_app(state: State) -> web.Application:
 
     @routes.post("/v3/customers/{customer_id}/orders")
     async def create(request: web.Request) -> web.Response:
+        request_id = request.headers.get("X-Request-Id")
+        if request_id in state.request_ids:
+            return adobe_error(400, "4120", "X-Request-Id was already used; send a new one with every request.")
+        if request_id:
+            state.request_ids.add(request_id)
         answer = refused(request)
         if answer:
             return answer
         correlation = request.headers.get("X-Correlation-Id")
         if not correlation:
             return adobe_error(400, "4119", "X-Correlation-Id is required.")
-        request_id = request.headers.get("X-Request-Id")
-        if request_id and state.request_ids.setdefault(request_id, correlation) != correlation:
-            return adobe_error(400, "4120", "X-Request-Id was already used with another X-Correlation-Id.")
         customer_id = request.match_info["customer_id"]
         raw = await request.read()
 

@@ -8,6 +8,8 @@ Admin API (for tests and the demo), for every provider:
                                           "drop_after_create", 200]}`` (see ``sandbox.faults``)
   ``POST /_sandbox/{provider}/tokens``    ``{"ttl": 300}`` sets the lifetime of new tokens; ``{"expire": true}``
                                           expires every token now
+  ``POST /_sandbox/{provider}/forget-keys``  the provider's replay window has passed: it forgets what it answered
+                                          for every idempotency key (Extend after 24 hours, Adobe after 10 days)
 and the provider's own: plan ids for Chaiz; customers, offers and status moves for Adobe; quotes and products
 for battleface; carts and token grant counts for Webroot.
 """
@@ -94,6 +96,11 @@ def make_app() -> web.Application:
         if body.get("expire"):
             state.tokens.clear()
         return web.json_response({"ttl": state.token_ttl})
+
+    @routes.post("/_sandbox/{provider}/forget-keys")
+    async def forget_keys(request: web.Request) -> web.Response:
+        state_of(request).forget_keys()
+        return web.json_response({"forgotten": True})
 
     @routes.get("/_sandbox/health")
     async def health(request: web.Request) -> web.Response:

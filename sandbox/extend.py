@@ -7,7 +7,9 @@
   answer 400 ``{"code": "ValidationError", "message", "errors": {path: [messages]}}`` and are not stored.
   The first result for a key is stored and replayed; the same key with another body answers 409
   (Extend does not document that status; this is the sandbox's choice).
-- ``GET /orders/search?transactionId=``: ``{"orders": [...]}``.
+- ``GET /orders/search?transactionId=``: ``{"orders": [...]}``, every order with that ``transactionId`` (whatever
+  its key), each as it was sent plus ``id``, ``status``, ``createdAt`` and, per line, ``id``, ``type`` and
+  ``status`` (Extend's order object is not public; the sandbox's choice is to echo what was sent).
 Choices where Extend is silent: order ``status`` is ``pending`` when a ``transactionDelay`` is sent, else
 ``open`` when any line is ``unfulfilled``, else ``closed``; a line is ``contract`` (product + plan), ``lead``
 (product alone), ``non_warrantable`` (product alone whose id starts with ``NW-``) or ``shipping_protection``.
@@ -23,7 +25,7 @@ import uuid
 from aiohttp import web
 from marshmallow import ValidationError
 
-from sandbox.faults import ProviderState, client_credentials_token, scripted_create
+from sandbox.faults import ProviderState, client_credentials_token, scripted_create, scripted_lookup
 from schemas.extend import OrderSchema
 from schemas.fields import flatten_errors
 
@@ -37,6 +39,9 @@ class State(ProviderState):
     def reset(self) -> None:
         super().reset()
         self.results: dict[str, tuple[str, int, dict]] = {}  # key -> (body hash, status, body)
+
+    def forget_keys(self) -> None:
+        self.results.clear()
 
 
 def _error(status: int, code: str, message: str, **extra) -> web.Response:
@@ -137,7 +142,7 @@ def make_app(state: State) -> web.Application:
 
     @routes.get("/orders/search")
     async def search(request: web.Request) -> web.Response:
-        answer = refused(request)
+        answer = refused(request) or scripted_lookup(state, request, lambda: web.json_response({"orders": []}))
         if answer:
             return answer
         transaction_id = request.query.get("transactionId")

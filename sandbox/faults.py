@@ -2,14 +2,26 @@
 
 A script is a list consumed one entry per create-order request:
   ``200`` (or ``"ok"``)      answer normally;
-  ``500``, ``503``, ...       answer that status without creating anything (like a gateway in front of the API),
-                              so it is *not* stored under the idempotency key;
+  ``500``, ``503``, ...       answer that status without making anything. It is the answer of a gateway in front of
+                              the API, so it is *not* kept under the idempotency key - except by a provider that
+                              replays every answer it gives (Adobe: ``State.replays_failures``), for which it is
+                              the provider's own answer, kept and replayed for the same key;
   ``{"status": 429, "retry_after": 2}``  the same, with a ``Retry-After`` header;
-  ``{"status": 500, "stored": true}``    the API itself failed: the answer is stored under the idempotency key
-                              and replayed, as Extend documents;
-  ``"drop"``                  close the connection without answering and without creating;
-  ``"drop_after_create"``     create the order, then close the connection without answering.
-``latency_ms`` delays every create-order answer.
+  ``{"status": 500, "stored": true}``    the API itself failed: the answer is kept under the key and replayed
+                              (as Extend documents for its own 500s);
+  ``{"status": 503, "gateway": true}``   a gateway's answer even at a provider that replays its own;
+  ``"drop"``                  close the connection without answering and without making anything;
+  ``"drop_after_create"``     make the order, then close the connection without answering;
+  ``{"status": 502, "after_create": true}``  make the order, then answer 502 instead (a gateway or a crash after
+                              the commit); the provider keeps the real answer under the key, or with
+                              ``"stored": true`` (its own crash after the commit) the failure;
+  ``{"after_create": true, "delay": 7}``     make the order, then answer only after 7 s (longer than a lease);
+  ``"delay"`` also combines with a status or ``"drop": true``.
+``latency_ms`` delays every create-order request before it is handled (nothing is made during the wait).
+
+``lookup_script`` is the same for the provider's lookup (Extend's search, Webroot's cart read), one entry per
+lookup request: a status answers it with that status, ``"drop"`` closes the connection, ``"stale"`` answers as
+if nothing had been made yet (a read that lags behind the write).
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ from typing import Any
 
 from aiohttp import web
 
+STEP_KEYS = {"status", "retry_after", "stored", "gateway", "drop", "after_create", "delay"}
+
 
 @dataclass
 class Fault:
@@ -31,22 +45,42 @@ class Fault:
 
     status: int = 200
     retry_after: float | None = None
-    stored: bool = False
-    drop: bool = False
-    drop_after_create: bool = False
+    stored: bool = False  # the provider's own answer, kept under the idempotency key and replayed
+    gateway: bool = False  # a gateway's answer: the provider keeps nothing of it
+    drop: bool = False  # close the connection instead of answering
+    after_create: bool = False  # make the order first
+    delay: float = 0.0  # seconds to wait (after making the order) before answering
+    stale: bool = False  # a lookup answers as if nothing had been made yet
+
+    @property
+    def drop_after_create(self) -> bool:
+        return self.drop and self.after_create
 
 
 def parse_step(step: Any) -> Fault:
     if step in (200, "ok"):
         return Fault()
+    if step == "stale":
+        return Fault(stale=True)
     if step == "drop":
         return Fault(drop=True)
     if step == "drop_after_create":
-        return Fault(drop_after_create=True)
-    if isinstance(step, int) and 100 <= step <= 599:
+        return Fault(drop=True, after_create=True)
+    if isinstance(step, int) and not isinstance(step, bool) and 100 <= step <= 599:
         return Fault(status=step)
-    if isinstance(step, dict) and isinstance(step.get("status"), int):
-        return Fault(status=step["status"], retry_after=step.get("retry_after"), stored=bool(step.get("stored")))
+    if isinstance(step, dict) and not set(step) - STEP_KEYS:
+        status = step.get("status", 200)
+        delay = step.get("delay", 0)
+        if isinstance(status, int) and 100 <= status <= 599 and isinstance(delay, int | float) and delay >= 0:
+            return Fault(
+                status=status,
+                retry_after=step.get("retry_after"),
+                stored=bool(step.get("stored")),
+                gateway=bool(step.get("gateway")),
+                drop=bool(step.get("drop")),
+                after_create=bool(step.get("after_create")),
+                delay=float(delay),
+            )
     raise ValueError(f"not a fault step: {step!r}")
 
 
@@ -56,17 +90,23 @@ class Faults:
 
     latency_ms: float = 0.0
     script: deque = field(default_factory=deque)
+    lookup_script: deque = field(default_factory=deque)
 
     def set(self, config: dict) -> None:
         self.latency_ms = float(config.get("latency_ms", self.latency_ms))
         if "script" in config:
             self.script = deque(parse_step(s) for s in config["script"])
+        if "lookup_script" in config:
+            self.lookup_script = deque(parse_step(s) for s in config["lookup_script"])
 
     async def next(self) -> Fault:
         """The step for this request, after the configured latency."""
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
         return self.script.popleft() if self.script else Fault()
+
+    def next_lookup(self) -> Fault:
+        return self.lookup_script.popleft() if self.lookup_script else Fault()
 
 
 def drop(request: web.Request) -> web.Response:
@@ -84,6 +124,8 @@ def fault_response(fault: Fault, body: dict) -> web.Response:
 class ProviderState:
     """What every simulated provider keeps: orders made, authenticated create calls, tokens, faults."""
 
+    replays_failures = False  # a provider that replays every answer it gives for a key, failures included
+
     def __init__(self) -> None:
         self.token_ttl = 3600.0
         self.reset()
@@ -95,6 +137,9 @@ class ProviderState:
         self.create_requests = 0
         self.in_flight = 0  # create-order calls being answered now
         self.in_flight_peak = 0
+
+    def forget_keys(self) -> None:
+        """The provider's replay window has passed: what it answered for each key is gone (no key: nothing)."""
 
     def issue_token(self) -> tuple[str, float]:
         value = secrets.token_urlsafe(24)
@@ -116,30 +161,52 @@ async def scripted_create(
 ) -> web.Response:
     """A create-order call run through the provider's fault script (see the module's docstring).
 
-    ``replay`` answers a repeated idempotency key from what was stored; ``store`` keeps a fault the API
-    itself produced (``stored``) under the key.
+    ``replay`` answers a repeated idempotency key from what was kept; ``store`` keeps an answer the provider
+    itself gave (a failure it replays) under the key, after ``create`` kept its own.
     """
     state.create_requests += 1
     state.in_flight += 1
     state.in_flight_peak = max(state.in_flight_peak, state.in_flight)
     try:
         fault = await state.faults.next()
-        if fault.drop:
+        if fault.drop and not fault.after_create:
             return drop(request)
         replayed = replay()
         if replayed is not None:
             return replayed
-        if fault.status != 200:
-            response = fault_response(fault, fault_body(fault.status))
-            if fault.stored:
-                store(response)
-            return response
+        own = fault.stored or (state.replays_failures and not fault.gateway)
+        if fault.status != 200 and not fault.after_create:
+            failure = fault_response(fault, fault_body(fault.status))
+            if own:
+                store(failure)
+            return failure
         response = await create()
-        if fault.drop_after_create:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.drop:
             return drop(request)
+        if fault.status != 200:
+            failure = fault_response(fault, fault_body(fault.status))
+            if own:  # the provider's own crash after its commit: the failure is what it replays
+                store(failure)
+            return failure
         return response
     finally:
         state.in_flight -= 1
+
+
+def scripted_lookup(
+    state: ProviderState, request: web.Request, nothing: Callable[[], web.Response]
+) -> web.Response | None:
+    """The lookup's scripted fault, as a response (None: answer normally); ``nothing`` answers a stale read."""
+    fault = state.faults.next_lookup()
+    if fault.stale:
+        return nothing()
+    if fault.drop:
+        return drop(request)
+    if fault.status != 200:
+        return fault_response(fault, {"message": f"scripted HTTP {fault.status}", "code": "SandboxFault"})
+    return None
 
 
 async def json_body(request: web.Request) -> dict:

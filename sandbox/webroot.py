@@ -28,7 +28,7 @@ import defusedxml.ElementTree as SafeXML
 from aiohttp import web
 from marshmallow import ValidationError
 
-from sandbox.faults import ProviderState, scripted_create
+from sandbox.faults import ProviderState, scripted_create, scripted_lookup
 from schemas.fields import flatten_errors
 from schemas.webroot import OrderSchema
 
@@ -177,7 +177,13 @@ def make_app(state: State) -> web.Application:
     async def cart(request: web.Request) -> web.Response:
         if not authorized(request):
             return fail(401, "Unauthorized", "Authorization has been denied for this request.")
-        found = state.carts.get(request.match_info["code"])
+        code = request.match_info["code"]
+        scripted = scripted_lookup(
+            state, request, lambda: answer(request, {"VendorOrderCode": code, "CartOrderStatusId": OPEN}, 200)
+        )
+        if scripted:
+            return scripted
+        found = state.carts.get(code)
         if found is None:
             return fail(404, "CartNotFound", f"No cart {request.match_info['code']}.")
         return answer(request, found, 200, name="CartServiceModel")

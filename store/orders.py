@@ -93,11 +93,21 @@ def finish_attempt(
     due_at: datetime | None = None,
     expected_at: datetime | None = None,
     request: dict | None = None,
+    attempt_key: str | None = None,
+    next_key: str | None = None,
+    key_sent: bool = False,
 ) -> bool:
-    """Record an attempt's result and move the order on; False when the claim was lost meanwhile."""
+    """Record an attempt's result and move the order on; False when the claim was lost meanwhile.
+
+    ``attempt_key``: the key the attempt's create request carried; ``next_key``: a new key for the next request
+    (a per-answer key renewed); ``key_sent``: a create request went out with the order's current key.
+    """
     row = conn.execute(
         queries.FINISH_ATTEMPT,
         {
+            "attempt_key": attempt_key,
+            "next_key": next_key,
+            "key_sent": key_sent,
             "id": order_id,
             "claim_token": claim_token,
             "attempt_id": attempt_id,
@@ -185,13 +195,72 @@ def sweep_due(conn: Connection, *, grace: float, limit: int = 1000) -> list[tupl
 
 
 def expired_leases(conn: Connection, *, limit: int = 1000) -> list[dict]:
-    """Orders whose placing worker went away without finishing (its lease ran out)."""
+    """Orders whose placing worker went away without finishing (its lease ran out), with ``key_sent_at``."""
     return conn.execute(queries.EXPIRED_LEASES, {"limit": limit}).fetchall()
 
 
-def abandon_attempts(conn: Connection, order_id: uuid.UUID) -> None:
-    """Close the unfinished attempts of an order whose worker was lost: their result is unknown."""
-    conn.execute(queries.ABANDON_ATTEMPTS, {"id": order_id})
+def recover_lease(
+    conn: Connection, order_id: uuid.UUID, *, to_status: str, due_at: datetime | None, reason: str
+) -> bool:
+    """Take back an expired claim (unless its worker renewed it meanwhile); its unfinished attempt is in doubt."""
+    row = conn.execute(
+        queries.RECOVER_LEASE, {"id": order_id, "to_status": to_status, "due_at": due_at, "reason": reason}
+    ).fetchone()
+    return row is not None
+
+
+def renew_leases(conn: Connection, claims: list[tuple[uuid.UUID, uuid.UUID]], *, lease: float) -> set[uuid.UUID]:
+    """Extend the leases of (order id, claim token) pairs still held; returns the order ids still held."""
+    if not claims:
+        return set()
+    ids, tokens = zip(*claims, strict=True)
+    rows = conn.execute(queries.RENEW_LEASES, {"ids": list(ids), "tokens": list(tokens), "lease": lease})
+    return {row["id"] for row in rows}
+
+
+def late_answer(
+    conn: Connection,
+    *,
+    order_id: uuid.UUID,
+    attempt_id: int,
+    outcome: str,
+    reason: str,
+    http_status: int | None = None,
+    latency_ms: float | None = None,
+    error: dict | None = None,
+    attempt_key: str | None = None,
+    provider_ref: str | None = None,
+    provider_status: str | None = None,
+    response: dict | None = None,
+    request: dict | None = None,
+    never_sent: bool = False,
+) -> dict:
+    """Record what a worker learnt after its claim was taken (see ``queries.LATE_ANSWER``); returns the order's
+    status before, its reference before, whether it notifies, and ``placed_from`` / ``requeued`` when it moved."""
+    return conn.execute(
+        queries.LATE_ANSWER,
+        {
+            "id": order_id,
+            "attempt_id": attempt_id,
+            "outcome": outcome,
+            "reason": reason,
+            "http_status": http_status,
+            "latency_ms": latency_ms,
+            "error": _json(error),
+            "attempt_key": attempt_key,
+            "provider_ref": provider_ref,
+            "provider_status": provider_status,
+            "response": _json(response),
+            "request": _json(request),
+            "never_sent": never_sent,
+        },
+    ).fetchone()
+
+
+def ref_owners(conn: Connection, provider: str, refs: list[str], *, besides: uuid.UUID) -> set[str]:
+    """The references among ``refs`` that orders other than ``besides`` already hold."""
+    rows = conn.execute(queries.REF_OWNERS, {"provider": provider, "refs": refs, "id": besides})
+    return {row["provider_ref"] for row in rows}
 
 
 def get_order(conn: Connection, order_id: uuid.UUID | str | None = None, *, key: str | None = None) -> dict:
@@ -252,11 +321,17 @@ def requeue(
     reason: str,
     round_step: int = 0,
     expected_at: datetime | None = None,
+    settle: bool = False,
 ) -> dict | None:
-    """Queue an order for a new round of attempts (same idempotency key); None if its status does not allow it."""
+    """Queue an order for a new round of attempts (same idempotency key); None if its status does not allow it.
+
+    ``settle``: someone checked that the provider holds nothing: earlier attempts no longer make the order
+    uncertain, and it gets a new key.
+    """
     return conn.execute(
         queries.REQUEUE,
         {
+            "settle": settle,
             "id": order_id,
             "from_statuses": list(from_statuses),
             "reason": reason,

@@ -26,18 +26,19 @@ WITH ins AS (
     RETURNING id
 )
 SELECT ins.*, true AS created, %(status)s AS from_status, (SELECT id FROM att) AS attempt_id,
-       NULL AS previous_outcome
+       false AS uncertain, NULL::timestamptz AS key_sent_at
 FROM ins
 """
 
 FIND_DUPLICATE = """
-SELECT id, status, request_hash, false AS created FROM orders
+SELECT id, status, request_hash, idempotency_key, false AS created FROM orders
 WHERE id = %(id)s OR message_id = %(message_id)s OR (idempotency_key = %(idempotency_key)s AND status <> 'rejected')
 ORDER BY (idempotency_key = %(idempotency_key)s AND status <> 'rejected') DESC NULLS LAST, (id = %(id)s) DESC
 LIMIT 1
 """
 
-# Claim a due order for one placement: status -> placing with a lease, a new attempt row, one event.
+# Claim a due order for one placement: status -> placing with a lease, a new attempt row, one event. The claim
+# says whether the order is uncertain: an attempt not yet settled may have made it (its outcome was in_doubt).
 CLAIM = """
 WITH old AS (
     SELECT id, status FROM orders
@@ -49,7 +50,7 @@ WITH old AS (
         lease_until = clock_timestamp() + make_interval(secs => %(lease)s), updated_at = clock_timestamp()
     FROM old WHERE o.id = old.id
     RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token, o.round_base,
-              o.retry_round, o.notify IS NOT NULL AS notifies,
+              o.retry_round, o.notify IS NOT NULL AS notifies, o.key_sent_at, o.settled_through,
               old.status AS from_status
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)
@@ -60,19 +61,29 @@ WITH old AS (
     RETURNING id
 )
 SELECT upd.*, att.id AS attempt_id,
-       (SELECT a.outcome FROM attempts a WHERE a.order_id = upd.id AND a.number = upd.attempt_count - 1)
-           AS previous_outcome
+       EXISTS (SELECT 1 FROM attempts a WHERE a.order_id = upd.id AND a.outcome = 'in_doubt'
+                                          AND a.number > upd.settled_through) AS uncertain
 FROM upd, att
 """
 
+# An attempt's outcome under its claim (fenced by the claim's token). The attempt keeps the key its create request
+# carried; the order keeps the key its next request carries (a per-answer key may have been renewed) and when the
+# current key was first sent; a failed order is settled (it certainly holds nothing at the provider).
 FINISH_ATTEMPT = """
 WITH att AS (
     UPDATE attempts SET finished_at = clock_timestamp(), http_status = %(http_status)s,
-                        latency_ms = %(latency_ms)s, outcome = %(outcome)s, error = %(error)s
+                        latency_ms = %(latency_ms)s, outcome = %(outcome)s, error = %(error)s,
+                        idempotency_key = coalesce(%(attempt_key)s, idempotency_key)
     WHERE id = %(attempt_id)s AND finished_at IS NULL
+    RETURNING started_at
 ), upd AS (
     UPDATE orders o
     SET status = %(to_status)s,
+        provider_key = coalesce(%(next_key)s, o.provider_key),
+        key_sent_at = CASE WHEN %(next_key)s::uuid IS NOT NULL THEN NULL
+                           WHEN %(key_sent)s THEN coalesce(o.key_sent_at, (SELECT started_at FROM att))
+                           ELSE o.key_sent_at END,
+        settled_through = CASE WHEN %(to_status)s = 'failed' THEN o.attempt_count ELSE o.settled_through END,
         provider_ref = coalesce(%(provider_ref)s, o.provider_ref),
         provider_status = coalesce(%(provider_status)s, o.provider_status),
         response = coalesce(%(response)s, o.response),
@@ -120,18 +131,93 @@ WHERE id IN (
 RETURNING id, provider
 """
 
-# Claims whose worker died: the lease ran out while the order was being placed.
+# Claims whose worker died or froze: the lease ran out while the order was being placed. ``key_sent_at`` is when
+# the current key was first sent, supposing the lost call sent it.
 EXPIRED_LEASES = """
-SELECT id, provider FROM orders
-WHERE status = 'placing' AND lease_until < clock_timestamp()
-ORDER BY lease_until
+SELECT o.id, o.provider,
+       coalesce(o.key_sent_at, (SELECT min(a.started_at) FROM attempts a
+                                WHERE a.order_id = o.id AND a.finished_at IS NULL)) AS key_sent_at
+FROM orders o
+WHERE o.status = 'placing' AND o.lease_until < clock_timestamp()
+ORDER BY o.lease_until
 LIMIT %(limit)s
 """
 
-ABANDON_ATTEMPTS = """
-UPDATE attempts SET finished_at = clock_timestamp(), outcome = 'in_doubt',
-                    error = '{"kind": "in_doubt", "message": "the worker was lost during the call"}'
-WHERE order_id = %(id)s AND finished_at IS NULL
+# Take back an expired claim (checked again under the row's lock: its worker may have renewed it meanwhile). Its
+# unfinished attempt may have made the order: in_doubt, until a late answer says otherwise.
+RECOVER_LEASE = """
+WITH old AS (
+    SELECT id FROM orders WHERE id = %(id)s AND status = 'placing' AND lease_until < clock_timestamp() FOR UPDATE
+), att AS (
+    UPDATE attempts SET finished_at = clock_timestamp(), outcome = 'in_doubt',
+                        error = '{"kind": "in_doubt", "message": "the worker was lost during the call"}'
+    WHERE order_id IN (SELECT id FROM old) AND finished_at IS NULL
+    RETURNING started_at
+), upd AS (
+    UPDATE orders o SET status = %(to_status)s, due_at = %(due_at)s, expected_at = NULL, lease_until = NULL,
+                        claim_token = NULL, key_sent_at = coalesce(o.key_sent_at, (SELECT min(started_at) FROM att)),
+                        updated_at = clock_timestamp()
+    FROM old WHERE o.id = old.id
+    RETURNING o.id
+)
+INSERT INTO order_events (order_id, from_status, to_status, reason)
+SELECT id, 'placing', %(to_status)s, %(reason)s FROM upd
+RETURNING order_id
+"""
+
+# A worker renews the leases of the claims it holds while their calls are in flight; returns the ones still held.
+RENEW_LEASES = """
+UPDATE orders o SET lease_until = clock_timestamp() + make_interval(secs => %(lease)s)
+FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS c(id, token)
+WHERE o.id = c.id AND o.claim_token = c.token AND o.status = 'placing'
+RETURNING o.id
+"""
+
+# What a worker learnt after its claim was taken: the attempt gets its real outcome and the order an event. An
+# answer that proves placement (a reference) makes the order placed, whatever the sweep decided meanwhile; a
+# worker that never sent gives back an in-doubt order no other attempt leaves uncertain.
+LATE_ANSWER = """
+WITH att AS (
+    UPDATE attempts SET finished_at = coalesce(finished_at, clock_timestamp()), http_status = %(http_status)s,
+                        latency_ms = %(latency_ms)s, outcome = %(outcome)s, error = %(error)s,
+                        idempotency_key = coalesce(%(attempt_key)s, idempotency_key)
+    WHERE id = %(attempt_id)s
+), cur AS (
+    SELECT id, status, provider, provider_ref, notify IS NOT NULL AS notifies FROM orders WHERE id = %(id)s FOR UPDATE
+), placed AS (
+    UPDATE orders o SET status = 'placed', provider_ref = %(provider_ref)s, provider_status = %(provider_status)s,
+                        response = %(response)s, request = coalesce(%(request)s, o.request), last_error = NULL,
+                        due_at = NULL, expected_at = NULL, lease_until = NULL, claim_token = NULL,
+                        placed_at = clock_timestamp(), updated_at = clock_timestamp()
+    FROM cur
+    WHERE o.id = cur.id AND %(provider_ref)s::text IS NOT NULL
+      AND cur.status IN ('waiting', 'queued', 'placing', 'retrying', 'failed', 'in_doubt', 'canceled')
+    RETURNING o.id, cur.status AS from_status
+), requeued AS (
+    UPDATE orders o SET status = 'queued', due_at = clock_timestamp(), expected_at = NULL,
+                        updated_at = clock_timestamp()
+    FROM cur
+    WHERE o.id = cur.id AND %(never_sent)s AND cur.status = 'in_doubt'
+      AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.order_id = o.id AND a.outcome = 'in_doubt'
+                                               AND a.number > o.settled_through AND a.id <> %(attempt_id)s)
+    RETURNING o.id
+), ev AS (
+    INSERT INTO order_events (order_id, from_status, to_status, reason)
+    SELECT id, from_status, 'placed', %(reason)s FROM placed
+    UNION ALL
+    SELECT id, 'in_doubt', 'queued', %(reason)s || '; nothing was sent, so it is placed again' FROM requeued
+    UNION ALL
+    SELECT id, status, status, %(reason)s FROM cur
+    WHERE NOT EXISTS (SELECT 1 FROM placed) AND NOT EXISTS (SELECT 1 FROM requeued)
+)
+SELECT cur.status AS status_before, cur.provider_ref AS ref_before, cur.provider, cur.notifies,
+       (SELECT from_status FROM placed) AS placed_from, EXISTS (SELECT 1 FROM requeued) AS requeued
+FROM cur
+"""
+
+# References of a provider that other orders of ours already hold: a lookup never adopts them.
+REF_OWNERS = """
+SELECT provider_ref FROM orders WHERE provider = %(provider)s AND provider_ref = ANY(%(refs)s) AND id <> %(id)s
 """
 
 # Placed orders whose provider status may still change (Adobe's 1002), least recently looked at first.
@@ -189,13 +275,17 @@ INSERT INTO order_events (order_id, from_status, to_status, reason)
 SELECT id, 'placing', %(to_status)s, %(reason)s FROM upd
 """
 
-# Back to queued for a new round of attempts (an operator's retry, or a scheduled retry round).
+# Back to queued for a new round of attempts (an operator's retry, or a scheduled retry round). ``settle``: an
+# operator checked that the provider holds nothing, so no earlier attempt leaves it uncertain and a new key is safe.
 REQUEUE = """
 WITH old AS (
     SELECT id, status FROM orders WHERE id = %(id)s AND status = ANY(%(from_statuses)s) FOR UPDATE
 ), upd AS (
     UPDATE orders o SET status = 'queued', due_at = clock_timestamp(), expected_at = %(expected_at)s,
                         round_base = o.attempt_count, retry_round = o.retry_round + %(round_step)s,
+                        settled_through = CASE WHEN %(settle)s THEN o.attempt_count ELSE o.settled_through END,
+                        provider_key = CASE WHEN %(settle)s THEN gen_random_uuid() ELSE o.provider_key END,
+                        key_sent_at = CASE WHEN %(settle)s THEN NULL ELSE o.key_sent_at END,
                         updated_at = clock_timestamp()
     FROM old WHERE o.id = old.id
     RETURNING o.id, o.provider, old.status AS from_status
@@ -206,10 +296,11 @@ WITH old AS (
 SELECT id, provider, from_status FROM upd
 """
 
-# An operator settles an in-doubt order.
+# An operator settles an in-doubt order (failed: the provider holds nothing, so every attempt is settled).
 RESOLVE = """
 WITH upd AS (
     UPDATE orders SET status = %(to_status)s, provider_ref = coalesce(%(provider_ref)s, provider_ref),
+                      settled_through = CASE WHEN %(to_status)s = 'failed' THEN attempt_count ELSE settled_through END,
                       placed_at = CASE WHEN %(to_status)s = 'placed' THEN clock_timestamp() ELSE placed_at END,
                       updated_at = clock_timestamp()
     WHERE id = %(id)s AND status = 'in_doubt'
@@ -220,10 +311,10 @@ SELECT id, 'in_doubt', %(to_status)s, %(reason)s FROM upd
 RETURNING order_id
 """
 
-# Failed orders whose last error was retryable, due for another round.
+# Failed orders whose last error was retryable (nothing was made), due for another round.
 FAILED_FOR_RETRY = """
 SELECT id FROM orders
-WHERE status = 'failed' AND last_error->>'kind' IN ('retryable', 'in_doubt') AND retry_round < %(rounds)s
+WHERE status = 'failed' AND last_error->>'kind' = 'retryable' AND retry_round < %(rounds)s
   AND updated_at < clock_timestamp() - make_interval(secs => %(interval)s)
 ORDER BY updated_at
 LIMIT %(limit)s

@@ -23,6 +23,10 @@ def noop() -> None:
     """Nothing: what Celery itself costs per message."""
 
 
+async def unfenced() -> None:
+    """The naive design takes no claim, so it has none to lose before it sends."""
+
+
 @app.task(name="bench.naive_place", acks_late=True)
 def naive_place(provider_id: str, order: dict, idempotency_key: str) -> str:
     """Validate, insert, call the provider with a fresh session and token, update: all inside one task."""
@@ -40,7 +44,10 @@ def naive_place(provider_id: str, order: dict, idempotency_key: str) -> str:
     async def call():
         http = provider_http.Http(settings)
         try:
-            return await provider_http.place(provider, http, settings.providers[provider_id], order, str(key))
+            sending = provider_http.Sending(str(key), provider.KEY, uncertain=False)
+            return await provider_http.place(
+                provider, http, settings.providers[provider_id], order, sending, fence=unfenced
+            )
         finally:
             await http.close()
 

@@ -19,6 +19,7 @@ import psycopg_pool
 
 from config.settings import Settings, get_settings
 from orderrelay.breaker import Guard
+from orderrelay.leases import Leases
 from orderrelay.vault import Vault
 from providers.http import Http
 from store.db import make_pool
@@ -31,7 +32,7 @@ TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg_pool.PoolTimeout, kombu.ex
 
 
 class Runtime:
-    """One per process: settings, the psycopg pool, the event loop thread and the HTTP client on it."""
+    """One per process: settings, the psycopg pool, the claims it holds, the event loop thread and the HTTP client."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -44,6 +45,7 @@ class Runtime:
             cooldown=settings.breaker_cooldown,
         )
         self.db = make_pool(settings.database_url, settings.db_pool_size)
+        self.leases = Leases(self.db, settings.lease_seconds)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="orderrelay-loop", daemon=True)
         self._thread.start()
@@ -62,6 +64,7 @@ class Runtime:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+            self.leases.close()
             self.db.close()
 
 

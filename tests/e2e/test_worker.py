@@ -13,6 +13,7 @@ from orderrelay import processes
 from orderrelay.constants import TASK_SUBMIT, Status
 from sandbox.samples import extend_order as sample_order
 from tests.conftest import started, wait_until
+from tests.helpers import REF_FIELD, provider_order
 
 pytestmark = pytest.mark.e2e
 
@@ -65,10 +66,11 @@ def test_a_worker_places_an_extend_order_once(worker, celery_app, db, sandbox):
 
 
 def test_the_same_key_twice_makes_no_second_order(worker, celery_app, db, sandbox):
-    submit(celery_app, provider="extend", order=sample_order("e2e-2"), idempotency_key="e2e-2")
+    order = sample_order("e2e-2")
+    submit(celery_app, provider="extend", order=order, idempotency_key="e2e-2")
     first = final(db, "e2e-2")
     for _ in range(2):
-        processed(worker, submit(celery_app, provider="extend", order=sample_order("e2e-2"), idempotency_key="e2e-2"))
+        processed(worker, submit(celery_app, provider="extend", order=order, idempotency_key="e2e-2"))
     assert db.execute("SELECT count(*) AS n FROM orders WHERE idempotency_key = 'e2e-2'").fetchone()["n"] == 1
     assert count(db, "attempts", first["id"]) == 1
     assert sandbox.orders()["count"] == 1
@@ -179,25 +181,6 @@ def test_the_demo_passes_on_these_services(service_env, logs):
     result = run_cli(env, "demo", "--timeout", "60")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "demo passed" in result.stdout
-
-
-def provider_order(sandbox, provider: str) -> dict:
-    """A valid order for ``provider``, with the plan, customer and offer ids made through the sandbox's admin API."""
-    from sandbox.samples import adobe_order, battleface_order, chaiz_order, webroot_order
-
-    if provider == "chaiz":
-        plan = sandbox.admin("chaiz/plans", {})
-        return chaiz_order(plan["searchResultPlanId"], plan["addons"])
-    if provider == "battleface":
-        sandbox.admin("battleface/products", {"program_id": 10, "state": "OH"})
-        return battleface_order(sandbox.admin("battleface/quotes", {"premium": 20})["quote_id"])
-    if provider == "webroot":
-        return webroot_order(sandbox.admin("webroot/carts", {})["VendorOrderCode"])
-    customer, offer = sandbox.admin("adobe_vip/customers", {}), sandbox.admin("adobe_vip/offers", {})
-    return adobe_order(customer["customerId"], offer["offerId"])
-
-
-REF_FIELD = {"chaiz": "orderId", "adobe_vip": "orderId", "battleface": "order_number", "webroot": "VendorOrderCode"}
 
 
 @pytest.mark.parametrize("provider", ["chaiz", "adobe_vip", "battleface", "webroot"])

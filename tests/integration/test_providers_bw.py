@@ -81,11 +81,18 @@ def test_battleface_lost_answer_is_in_doubt(runtime, db, sandbox, quote):
     assert sandbox.orders("battleface")["create_requests"] == 1
 
 
-def test_battleface_5xx_is_retried(runtime, db, sandbox, quote):
-    sandbox.script("battleface", script=[502])
+def test_battleface_503_is_retried_but_a_502_is_never_resent(runtime, db, sandbox, quote):
+    # 503: battleface turned the request away unprocessed. 502: a gateway may answer it after battleface issued the
+    # policy, and battleface has no key and no lookup, so a resend could issue a second policy.
+    sandbox.script("battleface", script=[503])
     step = submit(runtime, "battleface", battleface_order(quote))
     assert settle(runtime, step.order_id) == Status.PLACED
     assert [a["outcome"] for a in store.get_order(db, step.order_id)["attempts"]] == ["retryable", "placed"]
+    sandbox.script("battleface", script=[{"status": 502, "after_create": True}])
+    second = submit(runtime, "battleface", battleface_order(sandbox.admin("battleface/quotes", {})["quote_id"]))
+    assert settle(runtime, second.order_id) == Status.IN_DOUBT
+    assert [a["outcome"] for a in store.get_order(db, second.order_id)["attempts"]] == ["in_doubt"]
+    assert sandbox.orders("battleface")["count"] == 2  # one policy each: none issued twice
 
 
 def test_webroot_cart_is_converted_and_key_codes_recorded(runtime, db, sandbox, cart):

@@ -120,7 +120,7 @@ def test_resolve_settles_an_in_doubt_order_by_hand(runtime, db, sandbox):
 
 
 def test_scheduled_rounds_retry_failed_retryable_orders_then_stop(runtime, db, sandbox):
-    sandbox.script(script=[{"status": 500, "stored": True}])  # Extend replays the stored 500 for this key
+    sandbox.script(script=[{"status": 503, "stored": True}])  # Extend replays the stored 503 for this key
     step = submit(runtime)
     for _ in range(3):
         time.sleep(0.6)

@@ -119,7 +119,11 @@ def test_scripted_latency_and_statuses(sandbox, token):
 
 def test_fault_steps_parse():
     assert parse_step(200) == Fault()
-    assert parse_step("drop_after_create") == Fault(drop_after_create=True)
+    assert parse_step("drop_after_create") == Fault(drop=True, after_create=True)
+    assert parse_step({"status": 502, "after_create": True, "gateway": True}) == Fault(
+        status=502, after_create=True, gateway=True
+    )
+    assert parse_step({"after_create": True, "delay": 7}) == Fault(after_create=True, delay=7.0)
     assert parse_step({"status": 500, "stored": True}) == Fault(status=500, stored=True)
     with pytest.raises(ValueError, match="not a fault step"):
         parse_step("explode")

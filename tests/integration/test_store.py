@@ -62,7 +62,7 @@ def test_an_order_is_claimed_once(db):
     row = insert(db)
     first = store.claim(db, row["id"], lease=30, reason="claimed")
     assert first["attempt_count"] == 1
-    assert first["previous_outcome"] is None
+    assert first["uncertain"] is False
     assert store.claim(db, row["id"], lease=30, reason="claimed") is None
     assert db.execute("SELECT count(*) AS n FROM attempts").fetchone()["n"] == 1
 

@@ -1,8 +1,7 @@
-"""One predicate classifies every HTTP outcome; the pipeline maps each class to the order's next status."""
+"""One predicate classifies every HTTP outcome; the provider's policy maps each class to the order's next status."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from types import SimpleNamespace
@@ -10,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from config.settings import Settings
-from orderrelay import pipeline
 from orderrelay.constants import Status
-from orderrelay.errors import InDoubtError, PermanentError, RetryableError
-from providers import extend
-from providers.base import Placed, Response
-from providers.http import check, retry_after
+from orderrelay.errors import AuthError, InDoubtError, PermanentError, RetryableError
+from providers import adobe_vip, chaiz, extend, webroot
+from providers.base import Key, Placed, Response
+from providers.http import Sending, check, retry_after
+from providers.policy import Call, backoff, decide
 
 SETTINGS = Settings(
     broker_url="redis://",
@@ -31,7 +30,7 @@ SETTINGS = Settings(
 def classify(status: int, headers: dict | None = None, body=None):
     try:
         check(extend, Response(status, headers or {}, body if body is not None else {"message": "m", "code": "c"}))
-    except (RetryableError, PermanentError) as exc:
+    except (RetryableError, PermanentError, InDoubtError) as exc:
         return exc
     return None
 
@@ -41,9 +40,14 @@ def test_2xx_passes(status):
     assert classify(status) is None
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
-def test_5xx_and_429_are_retryable(status):
-    assert isinstance(classify(status), RetryableError)
+@pytest.mark.parametrize("status", [429, 503])
+def test_429_and_503_are_retryable_nothing_was_made(status):
+    assert type(classify(status)) is RetryableError
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 507])
+def test_other_5xx_are_in_doubt_they_may_follow_a_made_order(status):
+    assert type(classify(status)) is InDoubtError
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
@@ -72,44 +76,98 @@ def test_a_non_json_error_body_still_makes_a_message():
 
 
 def test_backoff_has_full_jitter_and_a_cap_and_honours_retry_after():
-    delays = [pipeline.backoff(SETTINGS, 3, None) for _ in range(200)]
+    delays = [backoff(SETTINGS, 3, None) for _ in range(200)]
     assert all(0 <= d <= 4 for d in delays) and max(delays) > 2 and min(delays) < 2
-    assert all(pipeline.backoff(SETTINGS, 30, None) <= 60 for _ in range(50))
-    assert pipeline.backoff(SETTINGS, 1, 9.0) >= 9.0
+    assert all(backoff(SETTINGS, 30, None) <= 60 for _ in range(50))
+    assert backoff(SETTINGS, 1, 9.0) >= 9.0
 
 
-NON_IDEMPOTENT = SimpleNamespace(ID="nokey", IDEMPOTENT=False, LOOKUP=False)
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+NO_KEY_NO_LOOKUP = SimpleNamespace(ID="nokey", KEY=Key.NONE, KEY_TTL=None, LOOKUP=False, FAILED_STATUSES=frozenset())
 
 
-def decide(error=None, placed=None, provider=extend, attempt=1):
-    return pipeline._decide(SETTINGS, provider, attempt, placed, error)
+def decision_of(error=None, placed=None, provider=extend, attempt=1, uncertain=False, key_age=0.0, **call):
+    return decide(
+        SETTINGS,
+        provider,
+        Call(placed=placed, error=error, **call),
+        attempt=attempt,
+        uncertain_before=uncertain,
+        key_sent_at=NOW - timedelta(seconds=key_age),
+        now=NOW,
+    )
+
+
+def status_of(*args, **kwargs) -> str:
+    return decision_of(*args, **kwargs).status
 
 
 def test_placed_goes_to_placed():
-    status, reason, due = decide(placed=Placed("ref-1", "closed", {}))
-    assert (status, due) == (Status.PLACED, None) and "ref-1" in reason
+    result = decision_of(placed=Placed("ref-1", "closed", {}))
+    assert (result.status, result.due_at) == (Status.PLACED, None) and "ref-1" in result.reason
+
+
+def test_an_order_the_provider_made_in_a_failed_status_is_failed_with_that_status_as_its_error():
+    result = decision_of(placed=Placed("8001", "1008", {}), provider=adobe_vip)
+    assert (result.status, result.error["code"]) == (Status.FAILED, "1008")
 
 
 def test_permanent_fails_at_once():
-    assert decide(PermanentError("no", status=400))[0] == Status.FAILED
+    assert status_of(PermanentError("no", status=400)) == Status.FAILED
 
 
-def test_retryable_retries_until_the_last_attempt():
-    status, _, due = decide(RetryableError("busy", status=503, retry_after=5))
-    assert status == Status.RETRYING and due >= datetime.now(UTC) + timedelta(seconds=4.9)
-    assert decide(RetryableError("busy"), attempt=SETTINGS.max_attempts)[0] == Status.FAILED
+def test_retryable_retries_until_the_last_attempt_then_fails():
+    result = decision_of(RetryableError("busy", status=503, retry_after=5))
+    assert result.status == Status.RETRYING and result.due_at >= NOW + timedelta(seconds=4.9)
+    assert status_of(RetryableError("busy"), attempt=SETTINGS.max_attempts) == Status.FAILED
 
 
-def test_in_doubt_resends_only_where_a_key_or_lookup_makes_it_safe():
-    assert decide(InDoubtError("lost"))[0] == Status.RETRYING
-    assert decide(InDoubtError("lost"), provider=NON_IDEMPOTENT)[0] == Status.IN_DOUBT
-    looked_up = replace(SETTINGS)  # same settings; a provider with a lookup but no key
-    assert (
-        pipeline._decide(
-            looked_up, SimpleNamespace(ID="l", IDEMPOTENT=False, LOOKUP=True), 1, None, InDoubtError("lost")
-        )[0]
-        == Status.RETRYING
-    )
+@pytest.mark.parametrize(
+    ("provider", "expected"),
+    [(extend, Status.RETRYING), (adobe_vip, Status.RETRYING), (webroot, Status.RETRYING), (chaiz, Status.IN_DOUBT)],
+)
+def test_in_doubt_resends_only_where_a_key_or_a_lookup_makes_it_safe(provider, expected):
+    assert status_of(InDoubtError("lost"), provider=provider) == expected
+    assert status_of(InDoubtError("a 502", status=502), provider=provider) == expected
+
+
+def test_an_uncertain_order_never_ends_failed_when_its_attempts_run_out():
+    last = SETTINGS.max_attempts
+    assert status_of(RetryableError("503"), attempt=last, uncertain=True) == Status.IN_DOUBT
+    assert status_of(InDoubtError("lost"), attempt=last) == Status.IN_DOUBT
+    assert status_of(RetryableError("the lookup failed"), uncertain=True) == Status.RETRYING
+
+
+def test_an_uncertain_order_is_not_resent_under_a_key_the_provider_has_forgotten():
+    ten_days = 10 * 86400
+    assert status_of(InDoubtError("lost"), provider=adobe_vip, key_age=ten_days - 60) == Status.RETRYING
+    assert status_of(InDoubtError("lost"), provider=adobe_vip, key_age=ten_days + 60) == Status.IN_DOUBT
+    assert status_of(InDoubtError("lost"), provider=extend, key_age=ten_days) == Status.RETRYING  # a lookup first
+    assert status_of(RetryableError("429"), provider=NO_KEY_NO_LOOKUP, uncertain=True) == Status.IN_DOUBT
+
+
+def test_a_refusal_after_an_uncertain_attempt_is_failed_only_when_it_proves_nothing_was_made():
+    refused = PermanentError("already converted", status=400)
+    assert status_of(refused, provider=webroot, uncertain=True) == Status.IN_DOUBT  # no key, no confirmation
+    assert status_of(refused, provider=webroot, uncertain=True, refusal_confirmed=True) == Status.FAILED
+    assert status_of(refused, provider=adobe_vip, uncertain=True) == Status.FAILED  # the same id would replay
+    assert status_of(refused, provider=adobe_vip, uncertain=True, key_age=11 * 86400) == Status.IN_DOUBT
+    assert status_of(AuthError("bad token", status=401), provider=adobe_vip, uncertain=True) == Status.IN_DOUBT
+
+
+def test_a_per_answer_key_is_renewed_after_an_answer_unless_a_request_may_have_made_the_order():
+    clean = Sending("k1", Key.PER_ANSWER, uncertain=False)
+    clean.answered(429)
+    assert clean.key != "k1" and not clean.uncertain
+    made = Sending("k1", Key.PER_ANSWER, uncertain=False)
+    made.answered(502)
+    assert (made.key, made.uncertain) == ("k1", True)
+    lost = Sending("k1", Key.PER_ANSWER, uncertain=True)
+    lost.answered(429)
+    assert lost.key == "k1"  # an earlier request with k1 may have made it: only k1 can tell
+    stable = Sending("k1", Key.STABLE, uncertain=False)
+    stable.answered(429)
+    assert stable.key == "k1"
 
 
 def test_extend_request_drops_the_consumed_wait_and_sends_the_key():

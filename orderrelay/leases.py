@@ -1,0 +1,106 @@
+"""The claims a worker process holds, kept alive while their calls are in flight, and the fence before a send.
+
+A claim's lease (``ORDERRELAY_LEASE_SECONDS``) is renewed every third of it, for every claim the process holds,
+in one statement. A process that is frozen (SIGSTOP, a long pause) or cut off from Postgres renews nothing, so
+its claims run out and the sweep takes them back. Before a create request goes out, the worker looks at what it
+knows of the lease: with less than half of it left (a freeze, a slow token grant), it renews that claim first,
+and when the claim was taken it does not send (``ClaimLost``). Every write under a claim is fenced by its token in
+SQL as well, so a worker that lost its claim cannot record an outcome as if it still held it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from orderrelay.errors import ClaimLost
+from store import orders as store
+
+log = logging.getLogger("orderrelay.leases")
+
+
+@dataclass
+class Held:
+    """One claim this process holds: its order, its token, and when its lease ends as far as this process knows."""
+
+    order_id: uuid.UUID
+    token: uuid.UUID
+    expires: float  # time.monotonic()
+    lost: bool = False
+
+
+class Leases:
+    """The claims of one process, renewed by a thread of their own."""
+
+    def __init__(self, db: Any, lease: float):
+        self.db = db
+        self.lease = lease
+        self._held: dict[uuid.UUID, Held] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="orderrelay-leases", daemon=True)
+        self._thread.start()
+
+    def hold(self, order_id: uuid.UUID, token: uuid.UUID, since: float) -> Held:
+        """Keep a claim made at ``since`` (monotonic, taken before the claiming statement) alive from now on."""
+        held = Held(order_id, token, since + self.lease)
+        with self._lock:
+            self._held[order_id] = held
+        return held
+
+    def release(self, held: Held) -> None:
+        with self._lock:
+            if self._held.get(held.order_id) is held:
+                del self._held[held.order_id]
+
+    def renew(self, claims: list[Held]) -> None:
+        """Extend these claims' leases in one statement; a claim that was taken is marked lost."""
+        start = time.monotonic()
+        with self.db.connection(timeout=self.lease / 3) as conn:
+            kept = store.renew_leases(conn, [(h.order_id, h.token) for h in claims], lease=self.lease)
+        for held in claims:
+            if held.order_id in kept:
+                held.expires = start + self.lease
+            else:
+                held.lost = True
+
+    def ensure(self, held: Held) -> bool:
+        """Whether the claim is still ours, renewing it first when half its lease is spent. A claim that cannot be
+        confirmed (Postgres unreachable) counts as lost: better not to send than to send twice."""
+        if held.lost:
+            return False
+        if held.expires - time.monotonic() > self.lease / 2:
+            return True
+        try:
+            self.renew([held])
+        except Exception:
+            log.warning("order %s: could not renew the claim before sending; not sending", held.order_id)
+            return False
+        return not held.lost
+
+    async def fence(self, held: Held) -> None:
+        """Raise ClaimLost unless this worker still holds the claim (asked of Postgres only when in question)."""
+        if held.lost or (
+            held.expires - time.monotonic() <= self.lease / 2 and not await asyncio.to_thread(self.ensure, held)
+        ):
+            raise ClaimLost(f"order {held.order_id}: the claim was taken while this worker was away")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            with self._lock:
+                claims = [h for h in self._held.values() if not h.lost]
+            if not claims:
+                continue
+            try:
+                self.renew(claims)
+            except Exception:
+                log.warning("could not renew %d claim(s); they run out if this goes on", len(claims), exc_info=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
