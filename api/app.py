@@ -88,6 +88,10 @@ async def submit(request: web.Request) -> web.Response:
         return error(413, f"the body is larger than {ctx.settings.api_max_body} bytes")
     try:
         job = json.loads(raw)
+    except RecursionError:  # valid JSON nested past what any parser here reads: kept as a rejected job
+        step = await asyncio.to_thread(pipeline.record_unreadable, ctx, raw, "nested too deeply to read")
+        view = await _view(ctx, step.order_id)
+        return error(422, "invalid job; the rejected order is recorded", order_id=view["id"], errors=view["errors"])
     except ValueError as exc:
         return error(400, f"malformed JSON: {exc}")
     header_key = request.headers.get("Idempotency-Key")

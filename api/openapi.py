@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import validate
 
 import providers
 from orderrelay import __version__
 from schemas import api as views
+from schemas.fields import Chain, Pattern
 
 JSON = "application/json"
 
@@ -23,14 +25,31 @@ def _error(description: str) -> dict:
     return {"description": description, "content": {JSON: {"schema": "Error"}}}
 
 
+def chained(self, field, **kwargs) -> dict:
+    """The length, pattern and e-mail format of the checks in a field's ``Chain`` (which apispec does not open)."""
+    found: dict = {}
+    for chain in (v for v in field.validators if isinstance(v, Chain)):
+        for check in chain.validators:
+            if isinstance(check, validate.Length):
+                low, high = (check.equal, check.equal) if check.equal is not None else (check.min, check.max)
+                found.update({k: v for k, v in (("minLength", low), ("maxLength", high)) if v is not None})
+            elif isinstance(check, Pattern):
+                found["pattern"] = check.documented
+            elif isinstance(check, validate.Email):
+                found["format"] = "email"
+    return found
+
+
 def document() -> dict:
+    plugin = MarshmallowPlugin(schema_name_resolver=_name)
     spec = APISpec(
         title="orderrelay intake API",
         version=__version__,
         openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin(schema_name_resolver=_name)],
+        plugins=[plugin],
         info={"description": "Submit orders for the providers orderrelay places them with, and follow them."},
     )
+    plugin.converter.add_attribute_function(chained)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for schema in (views.OrderSchema, views.OrderListSchema, views.ErrorSchema, views.HealthSchema):
         spec.components.schema(_name(schema), schema=schema)

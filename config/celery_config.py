@@ -39,6 +39,7 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 
+worker_consumer = "worker.consumer:Consumer"  # an undecodable job is kept as a rejected order, not dropped
 worker_send_task_events = True  # Flower sees every task
 task_send_sent_event = True
 

@@ -387,6 +387,22 @@ def chaos(orders: int, kills: int, workers: int, timeout: float, seed: int | Non
 
 
 @main.command()
+@click.option("--cases", default=2000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated cases, to repeat a run.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON here.")
+@click.option("--no-api", is_flag=True, help="Only the worker's intake, not the live HTTP API.")
+def fuzz(cases: int, seed: int, out: Path | None, no_api: bool) -> None:
+    """Hostile jobs through the worker's intake and the live API: each must end as a row, none crash, no 5xx."""
+    try:
+        import hypothesis  # noqa: F401
+    except ImportError:
+        raise click.ClickException("orderrelay fuzz needs hypothesis: pip install 'orderrelay[fuzz]'") from None
+    from orderrelay import fuzz as fuzzing
+
+    sys.exit(fuzzing.run(cases=cases, seed=seed, out=out, api=not no_api))
+
+
+@main.command()
 @click.option("--orders", default=5000, show_default=True, type=click.IntRange(10, 1_000_000))
 @click.option(
     "--naive-orders",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
@@ -27,9 +28,11 @@ from providers import http as provider_http
 from providers import policy
 from providers.base import Placed
 from providers.policy import Call, Decision
-from schemas.envelope import Job, fingerprint_of, rejected_target, stored_job, validate_job
+from schemas.envelope import Job, fingerprint_of, rejected_target, validate_job
+from schemas.hostile import clean_text, redact_text, stored_job
 from store import notifications
 from store import orders as store
+from store.db import TRANSIENT_ERRORS
 
 log = logging.getLogger("orderrelay.pipeline")
 
@@ -92,12 +95,61 @@ def order_id_for(idempotency_key: str | None, message_id: str | None) -> uuid.UU
         return uuid.uuid4()
 
 
-def intake(rt: Runtime, job: Any, *, message_id: str | None = None, claim: bool = False) -> Next:
+def intake(rt: Runtime, job: Any, *, message_id: str | None = None, claim: bool = False, give_up: bool = False) -> Next:
     """Validate a job and record it as an order (or a rejected one). A repeated key or message adds no row.
+
+    Every job ends as a row, whatever its bytes: an error of ours while taking it in is recorded as a rejected
+    order with a redacted ``intake_error`` (and logged with its traceback). A service error (Postgres away) is
+    raised for the task to retry later, unless ``give_up``: a message that has failed so many times that it is
+    itself the cause (a poison message) is then recorded as rejected too, so it cannot loop forever.
 
     With ``claim`` (a worker that places the order next), an order due now is claimed in the statement that
     records it: the result carries the claim for ``attempt``, and placing it costs no second round trip.
     """
+    message_id = _storable_message_id(message_id)
+    try:
+        return _take_in(rt, job, message_id=message_id, claim=claim)
+    except TRANSIENT_ERRORS as exc:
+        if not give_up:
+            raise
+        log.error("a job kept failing with %s; recording it as rejected so it is not retried forever", exc)
+        return _failed_intake(rt, job, message_id, exc, "it kept failing with a service error")
+    except Exception as exc:
+        log.exception("could not take a job in; recording it as rejected (an error of orderrelay's)")
+        return _failed_intake(rt, job, message_id, exc, "an error of orderrelay's, logged with its traceback")
+
+
+def record_unreadable(rt: Runtime, body: bytes | str, why: str, *, message_id: str | None = None) -> Next:
+    """A job whose message (or HTTP body) cannot even be read as JSON: kept as a rejected order, its head only."""
+    head = body[:2000].decode("utf-8", "replace") if isinstance(body, bytes) else str(body)[:2000]
+    errors = {"_message": [f"Not a readable JSON job: {why}."]}
+    return _reject(rt, {"_unreadable": head}, JobInvalid(errors), _storable_message_id(message_id), key=None)
+
+
+def _storable_message_id(message_id: Any) -> str | None:
+    """A message id as it can be stored and compared: a hostile one (NUL, a lone surrogate, huge) by its hash."""
+    if message_id is None:
+        return None
+    text = str(message_id)
+    if len(text) <= 200 and clean_text(text) == text:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _failed_intake(rt: Runtime, job: Any, message_id: str | None, exc: BaseException, why: str) -> Next:
+    """A job intake could not handle, kept as rejected with what went wrong (its type and a redacted first line)."""
+    intake_error = {"kind": "intake_error", "type": type(exc).__name__, "message": redact_text(str(exc))}
+    errors = {"_intake": [f"orderrelay could not take this job in ({why}); it is kept here and was not placed."]}
+    try:
+        return _reject(rt, job, JobInvalid(errors), message_id, key=None, last_error=intake_error)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception:  # even the job cannot be kept as it is: keep that there was one
+        log.exception("could not keep the job either; keeping only that it came")
+        return _reject(rt, {"_unreadable": True}, JobInvalid(errors), message_id, key=None, last_error=intake_error)
+
+
+def _take_in(rt: Runtime, job: Any, *, message_id: str | None, claim: bool) -> Next:
     now = _now()
     try:
         valid: Job = validate_job(
@@ -173,10 +225,14 @@ def _kept_key(job: Any, exc: JobInvalid) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None, *, key: str | None) -> Next:
+def _reject(
+    rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None, *, key: str | None, last_error: dict | None = None
+) -> Next:
     raw = job if isinstance(job, dict) else {}
-    provider = raw.get("provider") if raw.get("provider") in PROVIDER_IDS else None
+    provider = raw.get("provider") if isinstance(raw.get("provider"), str) and raw["provider"] in PROVIDER_IDS else None
     kept = stored_job(job)
+    # The errors name fields of a hostile job: their paths and messages are cleaned like the job itself.
+    errors = {clean_text(path[:300]): [clean_text(m[:500]) for m in msgs] for path, msgs in exc.errors.items()}
     with rt.db.connection() as conn, conn.transaction():
         row = store.insert_order(  # a rejected job keeps its key but does not use it up: fix the job, send it again
             conn,
@@ -190,14 +246,15 @@ def _reject(rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None, *, k
             due_at=None,
             expected_at=None,
             notify=rejected_target(job, **_notify_options(rt.settings)),
-            reason="rejected: " + "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in exc.errors.items())[:2000],
-            errors=exc.errors,
+            reason="rejected: " + "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in errors.items())[:2000],
+            errors=errors,
+            last_error=last_error,
         )
         notification = (
             notifications.add(conn, row["id"], deadline=rt.settings.notify_deadline) if row["created"] else None
         )
     log.info(
-        "rejected: %d field error(s)", len(exc.errors), extra=order_fields(row["id"], provider, status=Status.REJECTED)
+        "rejected: %d field error(s)", len(errors), extra=order_fields(row["id"], provider, status=Status.REJECTED)
     )
     return Next(row["id"], row["status"], created=row["created"], notification=notification)
 

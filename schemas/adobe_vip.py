@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.fields import CurrencyCode, Text
+from schemas.fields import CurrencyCode, Pattern, Text
 
 ORDER_TYPES = ("NEW", "RETURN", "PREVIEW", "PREVIEW_RENEWAL", "RENEWAL")
 ROUTING_FIELDS = ("customerId",)
@@ -34,7 +34,7 @@ class OrderSchema(_Strict):
     customerId = Text(
         max_length=40,
         required=True,
-        validate=[validate.Regexp(r"^[A-Za-z0-9_-]+$", error="Letters, digits, - and _ only.")],
+        validate=[Pattern("[A-Za-z0-9_-]+", "Letters, digits, - and _ only.")],
     )
     externalReferenceId = Text(max_length=35)
     currencyCode = CurrencyCode()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.fields import CountryCode, CurrencyCode, Email, StrictNumber, Text, us_state
+from schemas.fields import UUID, Chain, CountryCode, CurrencyCode, Date, Email, Pattern, StrictNumber, Text, us_state
 
 
 class _Strict(Schema):
@@ -27,7 +27,7 @@ def _past(value) -> None:
 
 class ProductsSchema(_Strict):
     ids = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)), validate=validate.Length(1, 50))
-    uuids = fields.List(fields.UUID(), validate=validate.Length(1, 50))
+    uuids = fields.List(UUID(), validate=validate.Length(1, 50))
 
     @validates_schema
     def exactly_one(self, data, **kwargs):
@@ -40,11 +40,9 @@ class PersonSchema(_Strict):
     first_name = Text(max_length=100)
     middle_name = Text(max_length=100)
     last_name = Text(max_length=100)
-    dob = fields.Date(validate=_past)
+    dob = Date(validate=_past)
     email = Email()
-    contact_number = Text(
-        max_length=32, validate=[validate.Regexp(r"^\+?[0-9 ()-]{5,32}$", error="Not a phone number.")]
-    )
+    contact_number = Text(max_length=32, validate=[Pattern(r"\+?[0-9 ()-]{5,32}", "Not a phone number.")])
     address = Text(max_length=200)
     city = Text(max_length=100)
     post_code = Text(max_length=20)
@@ -57,18 +55,17 @@ class DestinationSchema(_Strict):
 
 
 class OrderSchema(_Strict):
-    quote_id = Text(
-        max_length=64, required=True, validate=[validate.Regexp(r"^[A-Za-z0-9_-]+$", error="Not a quote id.")]
-    )
+    quote_id = Text(max_length=64, required=True, validate=[Pattern("[A-Za-z0-9_-]+", "Not a quote id.")])
     programid = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
     hostcountrystate = fields.String(
-        required=True, validate=[validate.Regexp(r"^[A-Z]{2}$", error="Two capital letters (e.g. OH)."), us_state]
+        required=True,
+        validate=Chain(validate.Length(max=2), Pattern("[A-Z]{2}", "Two capital letters (e.g. OH)."), us_state),
     )
     products = fields.Nested(ProductsSchema)
     applicant = fields.Nested(PersonSchema)
     beneficiary = fields.Nested(PersonSchema)
-    start_at = fields.Date()
-    end_at = fields.Date()
+    start_at = Date()
+    end_at = Date()
     currency_id = CurrencyCode()
     destinations = fields.List(fields.Nested(DestinationSchema), validate=validate.Length(1, 50))
     premium = StrictNumber(validate=validate.Range(min=0))

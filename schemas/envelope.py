@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,10 +15,10 @@ from orderrelay.constants import PROVIDER_IDS, SECRET_KEYS
 from orderrelay.errors import JobInvalid
 from orderrelay.vault import Vault, mask, open_fields, seal_fields
 from providers import REGISTRY
-from schemas.fields import Text, flatten_errors
+from schemas.fields import AwareDateTime, Pattern, Text, WebUrl, flatten_errors
+from schemas.hostile import problems, structural
 
 MAX_ORDER_BYTES = 1_000_000
-MAX_STORED_BYTES = 64_000
 LATEST_DUE = datetime(9000, 1, 1, tzinfo=UTC)
 
 
@@ -29,8 +28,8 @@ class NotifySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    url = fields.Url(schemes={"https", "http"}, require_tld=False, validate=validate.Length(max=2000))
-    task = Text(max_length=200, validate=[validate.Regexp(r"^[A-Za-z_][\w.]*$", error="Not a task name.")])
+    url = WebUrl()
+    task = Text(max_length=200, validate=[Pattern(r"[A-Za-z_][A-Za-z0-9_.]*", "Not a task name.")])
     queue = Text(max_length=200)
 
     @validates_schema
@@ -55,7 +54,7 @@ class JobSchema(Schema):
     provider = fields.String(required=True, validate=validate.OneOf(PROVIDER_IDS))
     order = fields.Dict(keys=fields.String(), required=True)
     idempotency_key = Text(max_length=200, allow_none=True)
-    not_before = fields.AwareDateTime(allow_none=True)
+    not_before = AwareDateTime(allow_none=True)
     notify = fields.Nested(NotifySchema, allow_none=True)
 
 
@@ -83,11 +82,38 @@ def validate_job(
 ) -> Job:
     """Load and check a job; raise JobInvalid with every problem by field path (``order.lineItems.0.plan``).
 
-    Card fields a producer sealed are opened to be checked; the order returned has them sealed again.
+    What no job may carry anywhere (``schemas.hostile``) is found first. Nesting too deep or too wide is refused
+    before any schema sees the job; other such values (NUL, a lone surrogate, an overlong string, a huge integer,
+    NaN) are safe for the schemas, whose errors are given with them. Card fields a producer sealed are opened to
+    be checked; the order returned has them sealed again.
     """
-    now = now or datetime.now(UTC)
     if not isinstance(job, dict):
         raise JobInvalid({"_schema": ["A job is an object of keyword arguments."]})
+    hostile = problems(job)
+    if hostile and structural(hostile):
+        raise JobInvalid(hostile)
+    try:
+        valid = _validated(job, enabled, vault, now or datetime.now(UTC), allow_http, default_notify, can_sign)
+    except JobInvalid as exc:
+        raise JobInvalid({**exc.errors, **hostile}) from None
+    except Exception:
+        if hostile:  # a value the schemas could not digest: its own error says enough
+            raise JobInvalid(hostile) from None
+        raise
+    if hostile:
+        raise JobInvalid(hostile)
+    return valid
+
+
+def _validated(
+    job: dict,
+    enabled: set[str] | frozenset[str],
+    vault: Vault,
+    now: datetime,
+    allow_http: bool,
+    default_notify: dict | None,
+    can_sign: bool,
+) -> Job:
     schema = _job_schema(allow_http)
     try:
         envelope = schema.load(job)
@@ -108,9 +134,6 @@ def validate_job(
     except ValidationError as exc:
         raise JobInvalid(flatten_errors(exc.messages, "order")) from None
     order = opened  # forward what the producer sent (as JSON), now that it is known to be valid
-    unstorable = _unstorable(order, "order")
-    if unstorable:
-        raise JobInvalid(unstorable)
     due_at = max(now, envelope.get("not_before") or now)
     try:
         wait = provider.wait(loaded) or timedelta(0)
@@ -149,6 +172,8 @@ def rejected_target(
     """Where a rejected job's outcome goes: its own target if that part of it is valid, else the default; None
     when neither can be used."""
     given = job.get("notify") if isinstance(job, dict) else None
+    if given is not None and problems(given):
+        return None
     try:
         notify = _job_schema(allow_http).fields["notify"].schema.load(given) if given is not None else default_notify
         return _signable(notify, can_sign)
@@ -167,45 +192,3 @@ def _job_schema(allow_http: bool) -> JobSchema:
 @functools.cache
 def _order_schema(provider_id: str) -> Schema:
     return REGISTRY[provider_id].OrderSchema()
-
-
-def _unstorable(value: Any, path: str) -> dict[str, list[str]]:
-    """Values JSON allows but Postgres's jsonb refuses (NUL characters, NaN, infinity), by field path."""
-    if isinstance(value, dict):
-        found: dict[str, list[str]] = {}
-        for key, item in value.items():
-            if "\x00" in key:
-                found[path] = ["Keys must not contain NUL characters."]
-            found.update(_unstorable(item, f"{path}.{key}"))
-        return found
-    if isinstance(value, list):
-        return {k: v for i, item in enumerate(value) for k, v in _unstorable(item, f"{path}.{i}").items()}
-    if isinstance(value, str) and "\x00" in value:
-        return {path: ["Must not contain NUL characters."]}
-    if isinstance(value, float) and not math.isfinite(value):
-        return {path: ["NaN and infinity are not numbers here."]}
-    return {}
-
-
-def redact(value: Any) -> Any:
-    """A copy with card data masked, for storing and showing what an invalid job held."""
-    if isinstance(value, dict):
-        return {k: "[redacted]" if k in SECRET_KEYS else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # jsonb has no NaN or infinity
-    return value
-
-
-def stored_job(job: Any) -> dict:
-    """What is kept of an invalid job: redacted, and cut down when it is too large to keep whole."""
-    try:
-        kept = redact(job if isinstance(job, dict) else {"_job": job})
-        # Postgres jsonb holds no NUL character; keep a visible stand-in instead.
-        text = json.dumps(kept, default=repr).replace("\\u0000", "\\ufffd")
-    except (TypeError, ValueError, RecursionError):
-        return {"_unreadable": True}
-    if len(text) > MAX_STORED_BYTES:
-        return {"_truncated": True, "_size": len(text), "_head": text[:2000]}
-    return json.loads(text)

@@ -18,6 +18,7 @@ from schemas.fields import (
     Email,
     MillisTimestamp,
     Money,
+    Pattern,
     StrictBoolean,
     StrictNumber,
     Text,
@@ -46,7 +47,7 @@ class AddressSchema(_Strict):
 class CustomerSchema(_Strict):
     name = Text(required=True)
     email = Email(required=True)
-    phone = Text(max_length=32, validate=[validate.Regexp(r"^\+?[0-9 ().-]{7,32}$", error="Not a phone number.")])
+    phone = Text(max_length=32, validate=[Pattern(r"\+?[0-9 ().-]{7,32}", "Not a phone number.")])
     billingAddress = fields.Nested(AddressSchema)
     shippingAddress = fields.Nested(AddressSchema)
 

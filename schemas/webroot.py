@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.fields import Text
+from schemas.fields import Pattern, Text
 
 PAYMENT_METHODS = ("PurchaseOrder",)
 
@@ -17,9 +17,7 @@ class OrderSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    VendorOrderCode = Text(
-        max_length=50, required=True, validate=[validate.Regexp(r"^[A-Za-z0-9_-]+$", error="Not a cart code.")]
-    )
+    VendorOrderCode = Text(max_length=50, required=True, validate=[Pattern("[A-Za-z0-9_-]+", "Not a cart code.")])
     PaymentMethod = fields.String(required=True, validate=validate.OneOf(PAYMENT_METHODS))
     PurchaseOrder = Text(max_length=50)
 

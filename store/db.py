@@ -8,10 +8,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from yoyo import get_backend, read_migrations
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Postgres away, or the pool exhausted: the work is retried later, never dropped.
+TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout)
 
 
 def make_pool(database_url: str, size: int) -> ConnectionPool:

@@ -5,10 +5,11 @@
 INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
-                        errors, due_at, expected_at, created_at, notify,
+                        errors, last_error, due_at, expected_at, created_at, notify,
                         attempt_count, claim_token, lease_until)
     VALUES (%(id)s, %(provider)s, CASE WHEN %(claim)s THEN 'placing' ELSE %(status)s END, %(idempotency_key)s,
-            %(message_id)s, %(provider_key)s, %(request)s, %(request_hash)s, %(errors)s, %(due_at)s, %(expected_at)s,
+            %(message_id)s, %(provider_key)s, %(request)s, %(request_hash)s, %(errors)s, %(last_error)s, %(due_at)s,
+            %(expected_at)s,
             coalesce(%(received_at)s, clock_timestamp()), %(notify)s,
             CASE WHEN %(claim)s THEN 1 ELSE 0 END, %(claim_token)s,
             CASE WHEN %(claim)s THEN clock_timestamp() + make_interval(secs => %(lease)s) END)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from celery._state import _task_stack  # the stack Celery's own Task.__call__ keeps (see AnyArguments)
+
 from orderrelay import notify, operations, pipeline
 from orderrelay.constants import (
     PROVIDER_QUEUES,
@@ -40,12 +42,38 @@ def _follow(step: pipeline.Next) -> dict:
     return {"order_id": str(step.order_id), "status": step.status}
 
 
-@app.task(name=TASK_SUBMIT, bind=True, **RETRY)
-def submit(self, *args, **job) -> dict:
-    """Validate and record a job (``provider``, ``order``, ``idempotency_key``, ``not_before``), then place it."""
+POISON_RETRIES = 8  # a job that met a service error this many times (about 5 minutes) is recorded, not retried
+
+
+class AnyArguments(app.Task):
+    """A task run with whatever arguments its message carries, a keyword named ``self`` included: Celery's own
+    ``Task.__call__(self, *args, **kwargs)`` cannot take that one, and the job would fail before intake."""
+
+    def __call__(*args, **kwargs):
+        task, *args = args
+        _task_stack.push(task)
+        task.push_request(args=args, kwargs=kwargs)
+        try:
+            return task.run(*args, **kwargs)
+        finally:
+            task.pop_request()
+            _task_stack.pop()
+
+
+@app.task(name=TASK_SUBMIT, base=AnyArguments, **RETRY)
+def submit(*args, **job) -> dict:
+    """Validate and record a job (``provider``, ``order``, ``idempotency_key``, ``not_before``), then place it.
+
+    The task takes any arguments at all (no name of its own can clash with a producer's keyword), so that every
+    job reaches intake, which keeps even a malformed one as a rejected order.
+    """
     if args:
         job = {"_positional_arguments": len(args), **job}
-    return _follow(pipeline.intake(runtime.current(), job, message_id=self.request.id, claim=True))
+    request = submit.request
+    step = pipeline.intake(
+        runtime.current(), job, message_id=request.id, claim=True, give_up=request.retries >= POISON_RETRIES
+    )
+    return _follow(step)
 
 
 @app.task(name=TASK_PLACE, **RETRY)

@@ -14,21 +14,20 @@ import threading
 from typing import Any
 
 import kombu.exceptions
-import psycopg
-import psycopg_pool
 
 from config.settings import Settings, get_settings
 from orderrelay.breaker import Guard
 from orderrelay.leases import Leases
 from orderrelay.vault import Vault
 from providers.http import Http
+from store.db import TRANSIENT_ERRORS as DATABASE_ERRORS
 from store.db import make_pool
 
 log = logging.getLogger("orderrelay.runtime")
 
 # Failures of the services themselves (Postgres or the broker down, the pool exhausted): the task is sent again
 # later rather than dropped, so no job is lost while a service is away.
-TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg_pool.PoolTimeout, kombu.exceptions.OperationalError)
+TRANSIENT_ERRORS = (*DATABASE_ERRORS, kombu.exceptions.OperationalError)
 
 
 class Runtime:

@@ -191,3 +191,19 @@ def test_metrics_are_computed_from_postgres(api, db):
     assert 'orderrelay_orders{provider="extend",status="waiting"} 1.0' in text
     assert "orderrelay_orders_waiting 1.0" in text
     assert "orderrelay_oldest_due_timestamp_seconds" in text
+
+
+def test_the_worst_inputs_get_a_422_with_the_field_errors_the_worker_gives(api, db, runtime):
+    from kombu.utils.json import dumps, loads
+
+    from orderrelay import pipeline
+    from orderrelay.fuzz import worst
+    from store import orders as store
+
+    for job in worst():
+        status, _, body = call(f"{api}/orders", "POST", raw=dumps(job).encode())
+        assert status == 422, (job, body)
+        by_worker = pipeline.intake(runtime, loads(dumps(job)), message_id=str(uuid.uuid4()))
+        assert body["errors"] == store.get_order(db, by_worker.order_id)["errors"], job
+    deep = call(f"{api}/orders", "POST", raw=b"[" * 90_000 + b"]" * 90_000)  # past what any parser reads
+    assert deep[0] == 422 and deep[2]["errors"] == {"_message": ["Not a readable JSON job: nested too deeply to read."]}

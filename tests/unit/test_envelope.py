@@ -10,7 +10,8 @@ from cryptography.fernet import Fernet
 from orderrelay.errors import JobInvalid
 from orderrelay.vault import Vault
 from sandbox.samples import extend_order as sample_order
-from schemas.envelope import MAX_ORDER_BYTES, redact, stored_job, validate_job
+from schemas.envelope import MAX_ORDER_BYTES, validate_job
+from schemas.hostile import storable, stored_job
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ENABLED = frozenset({"extend"})
@@ -84,8 +85,13 @@ def test_a_job_that_is_not_an_object_is_rejected():
 
 
 def test_an_oversized_order_is_refused():
-    huge = sample_order("t", analytics={"blob": "x" * (MAX_ORDER_BYTES + 1)})
+    huge = sample_order("t", analytics={f"blob{i}": "x" * 9_000 for i in range(MAX_ORDER_BYTES // 9_000 + 1)})
     assert errors(job(order=huge)) == {"order": [f"Larger than {MAX_ORDER_BYTES} bytes."]}
+
+
+def test_a_string_beyond_any_bound_is_refused_by_its_path_before_any_schema():
+    long = sample_order("t", analytics={"blob": "x" * 10_001})
+    assert errors(job(order=long)) == {"order.analytics.blob": ["Longer than 10000 characters."]}
 
 
 def test_free_form_values_postgres_cannot_store_are_refused_by_path():
@@ -99,7 +105,7 @@ def test_free_form_values_postgres_cannot_store_are_refused_by_path():
 
 def test_redact_masks_card_fields_at_any_depth():
     value = {"payment": {"accountNumber": "4111111111111111", "cvc": "123"}, "items": [{"cvc": "999"}], "a": 1}
-    assert redact(value) == {
+    assert storable(value) == {
         "payment": {"accountNumber": "[redacted]", "cvc": "[redacted]"},
         "items": [{"cvc": "[redacted]"}],
         "a": 1,
@@ -108,7 +114,8 @@ def test_redact_masks_card_fields_at_any_depth():
 
 def test_stored_job_keeps_no_nul_and_cuts_huge_jobs():
     assert stored_job({"x": "a\x00b"}) == {"x": "a\ufffdb"}
-    kept = stored_job({"x": "y" * 100_000})
+    assert stored_job({"x": "y" * 10_001})["x"].endswith("y... [10001 characters, cut]")
+    kept = stored_job({f"x{i}": "y" * 9_000 for i in range(8)})
     assert kept["_truncated"] is True and len(kept["_head"]) == 2000
     assert stored_job("just a string") == {"_job": "just a string"}
     assert stored_job({"n": float("nan")}) == {"n": "nan"}
