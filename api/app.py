@@ -3,14 +3,21 @@
 ``POST /orders`` validates with the worker's schemas and records the order (or the rejected job) before it
 answers, so an accepted order is a row in Postgres, not only a message; then it sends the order's id to
 its provider's queue. Everything else reads or acts on orders. Every answer is JSON; none is a 500 by design.
+
+Every API key belongs to a named producer or operator (``ORDERRELAY_API_KEYS``, by hash). A producer's key
+sees and acts on that producer's orders only (another's answer 404, as if they did not exist), and its
+idempotency keys are its own; an operator's key acts on every order, and only it may resend an in-doubt order
+blindly (``checked_by``: who checked with the provider). A metrics key reads ``/metrics`` and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import functools
 import json
 import logging
+import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +27,7 @@ from marshmallow import ValidationError
 
 from api.metrics import registry
 from api.openapi import document
-from config.settings import Settings
+from config.settings import ApiKey, Settings, find_key
 from orderrelay import operations, pipeline
 from orderrelay.constants import Status
 from orderrelay.errors import ActionRefused, OrderNotFound
@@ -31,7 +38,8 @@ from store import orders as store
 
 log = logging.getLogger("orderrelay.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC = ("/healthz", "/openapi.json", "/metrics")
+PUBLIC = ("/healthz", "/openapi.json")
+METRICS_CACHE = 10.0  # seconds a scrape's figures are served again: scrapers cannot load Postgres
 
 
 @dataclass
@@ -53,10 +61,14 @@ def error(status: int, message: str, **extra) -> web.Response:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """API keys (constant-time), and every failure as a JSON error, never an HTML page or a bare 500."""
     ctx: Context = request.app["ctx"]
-    if request.path not in PUBLIC:
-        offered = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-        if not any(hmac.compare_digest(offered, key.encode()) for key in ctx.settings.api_keys):
+    if request.path not in PUBLIC and not request.app.get("open"):
+        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+        key = find_key(ctx.settings.api_keys, offered.strip()) if scheme.lower() == "bearer" else None
+        if key is None:
             return error(401, "missing or wrong API key (Authorization: Bearer <key>)")
+        if (key.role == "metrics") != (request.path == "/metrics") and key.role != "operator":
+            return error(403, f"a {key.role} key may not use {request.path}")
+        request["key"] = key
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -74,8 +86,14 @@ async def _db(ctx: Context, fn: Callable, *args, **kwargs) -> Any:
     return await asyncio.to_thread(work)
 
 
-async def _view(ctx: Context, order_id) -> dict:
-    return order_view(await _db(ctx, store.get_order, order_id))
+def _scope(request: web.Request) -> Any:
+    """Whose orders this request may see: every producer's for an operator's key, else the key's own."""
+    key: ApiKey = request["key"]
+    return store.ANY_PRODUCER if key.role == "operator" else key.name
+
+
+async def _view(ctx: Context, order_id, producer: Any = store.ANY_PRODUCER) -> dict:
+    return order_view(await _db(ctx, store.get_order, order_id, producer=producer))
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -89,15 +107,19 @@ async def submit(request: web.Request) -> web.Response:
     try:
         job = json.loads(raw)
     except RecursionError:  # valid JSON nested past what any parser here reads: kept as a rejected job
-        step = await asyncio.to_thread(pipeline.record_unreadable, ctx, raw, "nested too deeply to read")
+        unreadable = functools.partial(pipeline.record_unreadable, producer=request["key"].name)
+        step = await asyncio.to_thread(unreadable, ctx, raw, "nested too deeply to read")
         view = await _view(ctx, step.order_id)
         return error(422, "invalid job; the rejected order is recorded", order_id=view["id"], errors=view["errors"])
     except ValueError as exc:
         return error(400, f"malformed JSON: {exc}")
     header_key = request.headers.get("Idempotency-Key")
     if header_key and isinstance(job, dict):
-        job.setdefault("idempotency_key", header_key)
-    step = await asyncio.to_thread(pipeline.intake, ctx, job)
+        if job.get("idempotency_key") not in (None, header_key):
+            return error(400, "the Idempotency-Key header and the body's idempotency_key differ")
+        job["idempotency_key"] = header_key  # a body's null never overrides the header
+    producer = request["key"].name
+    step = await asyncio.to_thread(functools.partial(pipeline.intake, ctx, job, producer=producer))
     view = await _view(ctx, step.order_id)
     if step.status == Status.REJECTED and step.created:
         return error(422, "invalid job; the rejected order is recorded", order_id=view["id"], errors=view["errors"])
@@ -126,6 +148,7 @@ async def list_orders(request: web.Request) -> web.Response:
         provider=query.get("provider"),
         limit=query["limit"],
         offset=query["offset"],
+        producer=_scope(request),
     )
     return web.json_response(
         {"orders": [order_view(r) for r in rows], "limit": query["limit"], "offset": query["offset"]}
@@ -134,28 +157,52 @@ async def list_orders(request: web.Request) -> web.Response:
 
 async def show(request: web.Request) -> web.Response:
     try:
-        return web.json_response(await _view(request.app["ctx"], request.match_info["order_id"]))
+        return web.json_response(await _view(request.app["ctx"], request.match_info["order_id"], _scope(request)))
     except OrderNotFound as exc:
         return error(404, str(exc))
 
 
-def _action(action: Callable) -> Handler:
-    async def handle(request: web.Request) -> web.Response:
-        ctx: Context = request.app["ctx"]
-        order_id = request.match_info["order_id"]
-        try:
-            result = await _db(ctx, action, order_id)
-            if action is operations.retry:
-                await asyncio.to_thread(ctx.send_place, order_id, result, None)
-            return web.json_response(await _view(ctx, order_id))
-        except OrderNotFound as exc:
-            return error(404, str(exc))
-        except ActionRefused as exc:
-            return error(409, str(exc))
-        except ValueError:
-            return error(404, f"no order with id {order_id}")
+async def _act(request: web.Request, action: Callable, **kwargs) -> web.Response:
+    """Run an action on an order this key may see (another producer's is not found), in one transaction."""
+    ctx: Context = request.app["ctx"]
+    order_id = request.match_info["order_id"]
 
-    return handle
+    def act(conn):
+        store.get_order(conn, order_id, producer=_scope(request))
+        return action(conn, order_id, **kwargs)
+
+    try:
+        result = await _db(ctx, act)
+        if action is operations.retry:
+            await asyncio.to_thread(ctx.send_place, order_id, result, None)
+        return web.json_response(await _view(ctx, order_id))
+    except OrderNotFound as exc:
+        return error(404, str(exc))
+    except ActionRefused as exc:
+        return error(409, str(exc))
+    except ValueError:
+        return error(404, f"no order with id {order_id}")
+
+
+async def cancel(request: web.Request) -> web.Response:
+    return await _act(request, operations.cancel, reason=f"canceled through the API ({request['key'].name})")
+
+
+async def retry(request: web.Request) -> web.Response:
+    """A new round of attempts. ``{"checked_by": "NAME"}`` (an operator's key only): NAME checked with the
+    provider that it holds no such order, which a blind resend of an in-doubt order needs."""
+    key: ApiKey = request["key"]
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        return error(400, "send the retry's options as a JSON object, or nothing")
+    checked_by = body.get("checked_by") if isinstance(body, dict) else None
+    if checked_by is not None and (not isinstance(checked_by, str) or not 0 < len(checked_by) <= 100):
+        return error(422, "checked_by is the name of whoever checked with the provider")
+    if checked_by and key.role != "operator":
+        return error(403, "only an operator's key may resend an in-doubt order blindly (checked_by)")
+    who = f"{checked_by} (operator key {key.name})" if checked_by else None
+    return await _act(request, operations.retry, reason=f"retried through the API ({key.name})", checked_by=who)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -177,28 +224,47 @@ def _ping_db(ctx: Context) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus figures, computed at most once every ``METRICS_CACHE`` seconds however often it is asked."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    body = await asyncio.to_thread(generate_latest, request.app["metrics"])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    cached = request.app["metrics_cache"]
+    async with cached["lock"]:
+        if time.monotonic() - cached["at"] > METRICS_CACHE:
+            cached["body"] = await asyncio.to_thread(generate_latest, request.app["metrics"])
+            cached["at"] = time.monotonic()
+    return web.Response(body=cached["body"], headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app["openapi"])
 
 
+def _metrics_state(app: web.Application, ctx: Context) -> None:
+    app["ctx"] = ctx
+    app["metrics"] = registry(ctx.db)
+    app["metrics_cache"] = {"at": -METRICS_CACHE, "body": b"", "lock": asyncio.Lock()}
+
+
 def make_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=ctx.settings.api_max_body)
-    app["ctx"] = ctx
+    _metrics_state(app, ctx)
     app["openapi"] = document()
-    app["metrics"] = registry(ctx.db)
     app.router.add_post("/orders", submit)
     app.router.add_get("/orders", list_orders)
     app.router.add_get("/orders/{order_id}", show)
-    app.router.add_post("/orders/{order_id}/retry", _action(operations.retry))
-    app.router.add_post("/orders/{order_id}/cancel", _action(operations.cancel))
+    app.router.add_post("/orders/{order_id}/retry", retry)
+    app.router.add_post("/orders/{order_id}/cancel", cancel)
     app.router.add_get("/healthz", health)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def make_metrics_app(ctx: Context) -> web.Application:
+    """``/metrics`` alone, without a key: for a listener of its own that only the scraper reaches."""
+    app = web.Application(middlewares=[guard])
+    _metrics_state(app, ctx)
+    app["open"] = True
     app.router.add_get("/metrics", metrics)
     return app
 
@@ -213,7 +279,7 @@ def serve(host: str, port: int) -> None:
 
     settings = get_settings()
     if not settings.api_keys:
-        raise SystemExit("orderrelay api needs ORDERRELAY_API_KEYS (comma-separated keys of 16+ characters)")
+        raise SystemExit("orderrelay api needs ORDERRELAY_API_KEYS (`orderrelay keygen api-key NAME` makes one)")
 
     def check_broker() -> None:
         with celery_app.connection_for_write() as conn:
@@ -227,4 +293,25 @@ def serve(host: str, port: int) -> None:
         check_broker,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    web.run_app(make_app(ctx), host=host, port=port, print=None, access_log=None)
+    asyncio.run(_serve(ctx, host, port))
+
+
+async def _serve(ctx: Context, host: str, port: int) -> None:
+    """The API on host:port, and /metrics on 127.0.0.1:ORDERRELAY_METRICS_PORT when that is set; until stopped."""
+    sites = [(make_app(ctx), host, port)]
+    if ctx.settings.metrics_port:
+        sites.append((make_metrics_app(ctx), "127.0.0.1", ctx.settings.metrics_port))
+    runners = []
+    try:
+        for app, where, number in sites:
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, where, number).start()
+        stop = asyncio.Event()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
+        await stop.wait()
+    finally:
+        for runner in runners:
+            await runner.cleanup()

@@ -74,7 +74,7 @@ def document() -> dict:
     secured = [{"bearer": []}]
     order_id = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
     order_ok = {"content": {JSON: {"schema": "Order"}}}
-    auth = {"401": _error("No or a wrong API key.")}
+    auth = {"401": _error("No or a wrong API key."), "403": _error("This key's role may not do this.")}
     spec.path(
         path="/orders",
         operations={
@@ -97,7 +97,7 @@ def document() -> dict:
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     },
                     "200": {"description": "The same key and body came before: that order.", **order_ok},
-                    "400": _error("Malformed JSON."),
+                    "400": _error("Malformed JSON, or the Idempotency-Key header and the body's key differ."),
                     **auth,
                     "409": _error("The idempotency key was used with another body."),
                     "413": _error("The body is larger than the configured limit."),
@@ -124,37 +124,55 @@ def document() -> dict:
                 "summary": "One order with its attempts and events",
                 "security": secured,
                 "parameters": [order_id],
-                "responses": {"200": {"description": "The order", **order_ok}, **auth, "404": _error("No such order.")},
+                "responses": {
+                    "200": {"description": "The order", **order_ok},
+                    **auth,
+                    "404": _error("No such order (or one of another producer's)."),
+                },
             }
         },
     )
+    checked = {
+        "type": "object",
+        "properties": {
+            "checked_by": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 100,
+                "description": "An operator's key only: who checked with the provider that it holds no such "
+                "order. A blind resend of an in-doubt order of a provider with no lookup and no key needs it.",
+            }
+        },
+    }
     for action, summary in (("retry", "Retry a failed or in-doubt order"), ("cancel", "Cancel an order")):
-        spec.path(
-            path=f"/orders/{{order_id}}/{action}",
-            operations={
-                "post": {
-                    "summary": summary,
-                    "security": secured,
-                    "parameters": [order_id],
-                    "responses": {
-                        "200": {"description": "Done", **order_ok},
-                        **auth,
-                        "404": _error("No such order."),
-                        "409": _error("Its status does not allow it."),
-                    },
-                }
+        operation = {
+            "summary": summary,
+            "security": secured,
+            "parameters": [order_id],
+            "responses": {
+                "200": {"description": "Done", **order_ok},
+                "400": _error("The body is not a JSON object."),
+                **auth,
+                "404": _error("No such order (or one of another producer's)."),
+                "409": _error("Its status does not allow it."),
+                "422": _error("checked_by is not a name."),
             },
-        )
+        }
+        if action == "retry":
+            operation["requestBody"] = {"required": False, "content": {JSON: {"schema": checked}}}
+        spec.path(path=f"/orders/{{order_id}}/{action}", operations={"post": operation})
     spec.path(
         path="/metrics",
         operations={
             "get": {
-                "summary": "Prometheus metrics, computed from Postgres",
+                "summary": "Prometheus metrics, computed from Postgres (an operator's or a metrics key)",
+                "security": secured,
                 "responses": {
                     "200": {
                         "description": "Metrics in the Prometheus text format",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    **auth,
                 },
             }
         },

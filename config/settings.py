@@ -7,6 +7,10 @@ at once, when the settings are first loaded (that is, at start-up of any orderre
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -56,6 +60,43 @@ PROVIDER_VARIABLES: dict[str, dict[str, str | None]] = {
 BROKER_SCHEMES = {"redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"}
 
 
+ROLES = ("producer", "operator", "metrics")
+_KEY_ENTRY = re.compile(r"([A-Za-z0-9_.-]{1,64})(?::([a-z]+))?=sha256:([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One API key as configured: whose it is, what it may do, and the SHA-256 of the key (never the key).
+
+    A producer reads and acts on its own orders only; an operator on every order (and may resend an in-doubt
+    order blindly, saying who checked with the provider); a metrics key reads ``/metrics`` and nothing else.
+    """
+
+    name: str
+    role: str
+    digest: str = field(repr=False)
+
+
+def key_digest(key: str) -> str:
+    """What ORDERRELAY_API_KEYS holds for a key: keys are long random strings, so one SHA-256 is enough."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_entry(name: str, key: str, role: str = "producer") -> str:
+    """The ORDERRELAY_API_KEYS entry for a key: its name, its role, and its hash."""
+    return f"{name}{'' if role == 'producer' else ':' + role}=sha256:{key_digest(key)}"
+
+
+def find_key(keys: tuple[ApiKey, ...], offered: str) -> ApiKey | None:
+    """The configured key an offered one is, compared in constant time against every entry."""
+    digest = key_digest(offered)
+    found = None
+    for key in keys:
+        if hmac.compare_digest(digest, key.digest):
+            found = key
+    return found
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     """Where one provider lives and how we authenticate to it: its variables by lower-case name."""
@@ -92,7 +133,8 @@ class Settings:
     visibility_timeout: float = 3600.0
     log_level: str = "INFO"
     log_format: str = "text"
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)
+    metrics_port: int | None = None  # /metrics on a listener of its own (127.0.0.1), without a key
     api_max_body: int = 1_000_000
     card_retention: float = 30 * 86400.0
     notify_secret: str | None = field(default=None, repr=False)
@@ -100,6 +142,8 @@ class Settings:
     notify_allow_http: bool = False
     notify_deadline: float = 86400.0
     notify_sweep_interval: float = 5.0
+    notify_allow_hosts: tuple[str, ...] = ()  # internal hosts and networks webhooks may reach after all
+    notify_tasks: dict[str, str] = field(default_factory=dict)  # Celery-task targets allowed: task -> queue
 
     @property
     def longest_attempt(self) -> float:
@@ -162,6 +206,7 @@ def load_settings() -> Settings:
             log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
             log_format=env.str("LOG_FORMAT", "text", validate=OneOf(["text", "json"])),
             api_keys=env.list("API_KEYS", [], validate=_api_keys),
+            metrics_port=env.int("METRICS_PORT", None, validate=Range(min=1, max=65535)),
             api_max_body=env.int("API_MAX_BODY", 1_000_000, validate=Range(min=1_000, max=50_000_000)),
             card_retention=env.float("CARD_RETENTION", 30 * 86400.0, validate=Range(min=0)),
             notify_secret=env.str("NOTIFY_SECRET", None, validate=lambda s: len(s) >= 16 or _fail("16+ characters")),
@@ -169,6 +214,8 @@ def load_settings() -> Settings:
             notify_allow_http=env.bool("NOTIFY_ALLOW_HTTP", False),
             notify_deadline=env.float("NOTIFY_DEADLINE", 86400.0, validate=Range(min=1)),
             notify_sweep_interval=env.float("NOTIFY_SWEEP_INTERVAL", 5.0, validate=Range(min=0.5)),
+            notify_allow_hosts=env.list("NOTIFY_ALLOW_HOSTS", [], validate=_hosts),
+            notify_tasks=env.list("NOTIFY_TASKS", [], validate=_tasks),
         )
         providers = {}
         for provider in enabled or ():
@@ -192,7 +239,9 @@ def load_settings() -> Settings:
             f"  {PREFIX}COUNTDOWN_HORIZON: must be below {PREFIX}VISIBILITY_TIMEOUT, "
             "or Redis redelivers countdown tasks early."
         )
-    values["api_keys"] = tuple(values["api_keys"])
+    values["api_keys"] = tuple(_parse_key(entry) for entry in values["api_keys"])
+    values["notify_allow_hosts"] = tuple(h.lower().rstrip(".") for h in values["notify_allow_hosts"])
+    values["notify_tasks"] = dict(entry.split("=", 1) for entry in values["notify_tasks"])
     return Settings(providers=providers, fernet_keys=tuple(values.pop("fernet_keys")), **values)
 
 
@@ -210,8 +259,40 @@ def _fail(message: str) -> bool:
 
 
 def _api_keys(values: list[str]) -> None:
-    if any(len(key) < 16 for key in values):
-        raise ValidationError("Every API key needs at least 16 characters.")
+    bad = [entry.split("=", 1)[0][:20] for entry in values if not _valid_key(entry)]
+    if bad:
+        raise ValidationError(
+            f"Entries {bad} are not NAME[:ROLE]=sha256:<64 hex digits> with ROLE one of {list(ROLES)}: keys are "
+            "configured by their hash, never in clear (`orderrelay keygen api-key NAME` makes one)."
+        )
+    names = [entry.split("=", 1)[0].split(":")[0] for entry in values]
+    if len(set(names)) != len(names):
+        raise ValidationError("Each key needs a name of its own.")
+
+
+def _valid_key(entry: str) -> bool:
+    match = _KEY_ENTRY.fullmatch(entry)
+    return bool(match) and (match[2] or "producer") in ROLES
+
+
+def _parse_key(entry: str) -> ApiKey:
+    match = _KEY_ENTRY.fullmatch(entry)
+    return ApiKey(match[1], match[2] or "producer", match[3])
+
+
+def _hosts(values: list[str]) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", value):
+                raise ValidationError(f"{value!r} is neither a host name nor an address or network.") from None
+
+
+def _tasks(values: list[str]) -> None:
+    for value in values:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,199}=[A-Za-z0-9_.:-]{1,200}", value):
+            raise ValidationError(f"{value!r} is not TASK=QUEUE (the task a notification may be, and its queue).")
 
 
 def _path(value: str) -> None:

@@ -40,6 +40,45 @@ def main() -> None:
     """orderrelay: places orders with third-party order APIs, exactly once, with every outcome in Postgres."""
 
 
+@main.group()
+def keygen() -> None:
+    """Make new secrets: a Fernet key, an API key (with its ORDERRELAY_API_KEYS entry), a webhook secret."""
+
+
+@keygen.command(name="fernet")
+def keygen_fernet() -> None:
+    """A key for ORDERRELAY_FERNET_KEYS (put the newest first; keep the old ones until rotate-keys ran)."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode())
+
+
+@keygen.command(name="api-key")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["producer", "operator", "metrics"]), default="producer", show_default=True)
+def keygen_api_key(name: str, role: str) -> None:
+    """An API key for NAME: the key (give it to NAME; it is shown only now) and the entry for ORDERRELAY_API_KEYS,
+    which holds its hash, never the key."""
+    import re
+    import secrets
+
+    from config.settings import key_entry
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise click.BadParameter("letters, digits, '.', '_' and '-' only, at most 64", param_hint="NAME")
+    key = secrets.token_urlsafe(32)
+    click.echo(f"key (for {name}'s Authorization: Bearer header): {key}")
+    click.echo(f"entry (add it to ORDERRELAY_API_KEYS, comma-separated): {key_entry(name, key, role)}")
+
+
+@keygen.command(name="notify-secret")
+def keygen_notify_secret() -> None:
+    """A secret for ORDERRELAY_NOTIFY_SECRET, which signs webhooks (receivers verify with it)."""
+    import secrets
+
+    click.echo(secrets.token_urlsafe(32))
+
+
 @main.command()
 def migrate() -> None:
     """Apply database migrations (safe to run again)."""
@@ -384,6 +423,40 @@ def chaos(orders: int, kills: int, workers: int, timeout: float, seed: int | Non
     from orderrelay.chaos import run
 
     sys.exit(run(orders=orders, kills=kills, workers=workers, timeout=timeout, seed=seed, out=out))
+
+
+FLOWER_COLUMNS = "name,uuid,state,received,started,runtime,worker"  # no argument or result columns
+
+
+@main.command()
+@click.option("--port", default=5555, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--address", help="Where to listen: 0.0.0.0 with FLOWER_BASIC_AUTH set, else 127.0.0.1 only.")
+def flower(port: int, address: str | None) -> None:
+    """Flower, never open to the network without a password: FLOWER_BASIC_AUTH=user:password, or 127.0.0.1 only.
+
+    Flower's credentials are an operator's: its API can send any task (an orders.submit, past the API keys),
+    revoke tasks and shut workers down.
+    """
+    import ipaddress
+    import os
+    import re
+
+    auth = os.environ.get("FLOWER_BASIC_AUTH", "")
+    if auth and not re.fullmatch(r"[^:,]+:[^,]{12,}(,[^:,]+:[^,]{12,})*", auth):
+        raise click.ClickException("FLOWER_BASIC_AUTH must be user:password, a password of 12 or more characters")
+    address = address or ("0.0.0.0" if auth else "127.0.0.1")  # noqa: S104 - only with a password
+    try:
+        local = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        local = address == "localhost"
+    if not auth and not local:
+        raise click.ClickException(
+            f"Flower without FLOWER_BASIC_AUTH listens on 127.0.0.1 only, not {address}: set user:password first"
+        )
+    if not auth:
+        click.echo("Flower without FLOWER_BASIC_AUTH: listening on this machine only", err=True)
+    argv = [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={port}", f"--address={address}"]
+    os.execv(sys.executable, [*argv, f"--tasks_columns={FLOWER_COLUMNS}"])  # noqa: S606 - our own interpreter
 
 
 @main.command()

@@ -92,5 +92,13 @@ class AuthError(PermanentError):
     """The provider refused our credentials, even after getting a fresh token."""
 
 
+class ServiceUnavailable(OrderRelayError):
+    """Postgres or the broker failed under a task: it is retried later. Its text is redacted (no job data)."""
+
+
+class TaskFailed(OrderRelayError):
+    """A task failed on an error of ours; logged with its traceback, shown (in Flower's events) redacted."""
+
+
 class ClaimLost(OrderRelayError):
     """This worker's claim on an order ran out and was taken (it was frozen, or cut off): it must not send."""

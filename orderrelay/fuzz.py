@@ -347,13 +347,13 @@ def run(*, cases: int, seed: int, out: Path | None, api: bool = True) -> int:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hypothesis_seed
 
-    from config.settings import get_settings
+    from config.settings import get_settings, key_entry
     from orderrelay import processes
     from orderrelay.embedded import free_port
     from worker.runtime import Runtime
 
     started = time.monotonic()
-    with harness("fuzz", api_keys=API_KEY, log_level="WARNING") as h:
+    with harness("fuzz", api_keys=key_entry("fuzz", API_KEY), log_level="WARNING") as h:
         port = free_port() if api else None
         if api:
             h.started.append(processes.api(h.env, port, h.logs))

@@ -2,18 +2,54 @@
 
 Every line about an order carries ``order_id``, ``provider``, ``attempt``, ``outcome`` and ``status`` as
 fields (``extra=``), so JSON logs can be filtered by them; the text format appends them as key=value.
+
+No line carries card or personal data: messages and tracebacks are scrubbed as they are formatted (anything
+shaped like a card number or an e-mail address masked; Postgres's DETAIL and CONTEXT lines, which quote the
+rows and JSON a statement held, left out). What a log line or an event shows of a job is ``shown_job``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+
+_CARD_LIKE = re.compile(r"(?<![0-9.])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")  # not a decimal fraction
+_EMAIL_LIKE = re.compile(r"[^\s@\"'<>(),;:]{1,64}@[^\s@\"'<>(),;:.]{1,63}(?:\.[^\s@\"'<>(),;:.]{1,63})+")
+_QUOTING = re.compile(r"^\s*(DETAIL|CONTEXT|LINE \d+):.*$", re.MULTILINE)
+
+
+def mask_cards(text: str) -> str:
+    """``text`` with anything shaped like a card number (13 to 19 digits, spaces or dashes between) masked."""
+    return _CARD_LIKE.sub(lambda m: "*" * max(0, len(m[0]) - 4) + m[0][-4:], text)
+
+
+def scrub(text: str) -> str:
+    """``text`` fit for a log: card numbers and e-mail addresses masked, Postgres's quoting lines left out."""
+    return _EMAIL_LIKE.sub("[e-mail]", mask_cards(_QUOTING.sub(r"\1: [left out]", text)))
+
+
+def shown_job(kwargs: Any) -> str:
+    """All a log line, a Flower event or a message header shows of a job: its provider and its key."""
+    if not isinstance(kwargs, dict):
+        return "{}"
+    shown = {k: kwargs.get(k) for k in ("provider", "idempotency_key")}
+    return scrub(repr({k: v if isinstance(v, str) else type(v).__name__ for k, v in shown.items()})[:300])
+
+
+class Scrubbed(logging.Formatter):
+    """A formatter whose every line, traceback included, is scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
 
 ORDER_FIELDS = ("order_id", "provider", "attempt", "outcome", "status")
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(Scrubbed):
     """The usual line, then the order's fields as key=value."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -22,9 +58,20 @@ class TextFormatter(logging.Formatter):
         return f"{line} {fields}" if fields else line
 
 
+class ScrubbedJson(JsonFormatter):
+    """JSON lines, scrubbed as the text format is (the traceback before it is escaped into the line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info:
+            record = logging.makeLogRecord(record.__dict__)
+            record.exc_text = scrub(self.formatException(record.exc_info))
+            record.exc_info = None
+        return scrub(super().format(record))
+
+
 def formatter(kind: str) -> logging.Formatter:
     if kind == "json":
-        return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s", timestamp=False)
+        return ScrubbedJson("%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s", timestamp=False)
     return TextFormatter("[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s")
 
 

@@ -11,10 +11,13 @@ from typing import Any
 
 from orderrelay.logs import order_fields
 from providers import webhook
+from providers.egress import EgressRefused
+from schemas.hostile import redact_text
 from store import notifications
 
 log = logging.getLogger("orderrelay.notify")
 LEASE = 30.0
+NEVER = 10.0**9  # seconds: past any deadline, so the delivery is expired at once
 
 
 def retry_in(attempts: int) -> float:
@@ -29,13 +32,16 @@ def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
     if note is None:
         return "skipped"
     target, body, event_id = note["target"], note["body"], str(note["event_id"])
-    status, error, started = None, None, time.perf_counter()
+    status, error, started, final = None, None, time.perf_counter(), False
     try:
         if "task" in target:
+            queue = rt.settings.notify_tasks.get(target["task"])
+            if queue is None:  # no longer listed by this deployment: never published to a queue it did not name
+                raise EgressRefused(f"task {target['task']!r} is not in ORDERRELAY_NOTIFY_TASKS")
             send_task(
                 target["task"],
                 kwargs={"notification": body},
-                queue=target.get("queue"),
+                queue=queue,
                 kwargsrepr=json.dumps({"event_id": event_id, "status": body["status"]}),
             )
             delivered = True
@@ -44,11 +50,13 @@ def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
                 webhook.post(rt.http, target["url"], body, secret=rt.settings.notify_secret, event_id=event_id)
             )
             delivered = 200 <= status < 300
-            error = None if delivered else f"HTTP {status}"
+            error = None if delivered else f"HTTP {status}" + (" (a redirect: not followed)" if status < 400 else "")
+    except EgressRefused as exc:  # not a receiver's hiccup: it would be refused on every try
+        delivered, error, final = False, f"refused: {exc}"[:500], True
     except Exception as exc:  # the receiver is down, slow or unreachable: try again later
-        delivered, error = False, f"{type(exc).__name__}: {exc}"[:500]
+        delivered, error = False, redact_text(f"{type(exc).__name__}: {exc}", 500)
     latency_ms = (time.perf_counter() - started) * 1000
-    wait = retry_in(note["attempts"] + 1)
+    wait = NEVER if final else retry_in(note["attempts"] + 1)
     with rt.db.connection() as conn:
         notifications.record(
             conn,
@@ -59,7 +67,7 @@ def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
             latency_ms=latency_ms,
             error=error,
         )
-    outcome = "delivered" if delivered else "retry"
+    outcome = "delivered" if delivered else "refused" if final else "retry"
     log.info(
         "notification %s (%s) %s%s",
         event_id,

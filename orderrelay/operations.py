@@ -28,10 +28,12 @@ _WHY_NOT_CANCEL = {
 def cancel(conn, order_id: uuid.UUID | str, *, reason: str = "canceled by an operator") -> str:
     """Cancel a waiting, queued, retrying or failed order: the provider is then never called."""
     order_id = uuid.UUID(str(order_id))
-    current = store.get_order(conn, order_id)["status"]
+    order = store.get_order(conn, order_id)
+    current = order["status"]
     if store.transition(conn, order_id, from_statuses=CANCELABLE, to_status=Status.CANCELED, reason=reason) is None:
         why = _WHY_NOT_CANCEL.get(current, f"its status is {current}")
         raise ActionRefused(f"order {order_id} cannot be canceled: {why}")
+    _erase_cvc(conn, order)
     notifications.add(conn, order_id, deadline=get_settings().notify_deadline)
     return Status.CANCELED
 
@@ -71,8 +73,15 @@ def resolve(conn, order_id: uuid.UUID | str, *, placed_ref: str | None, reason: 
     if not store.resolve(conn, order_id, to_status=to_status, provider_ref=placed_ref, reason=reason):
         current = store.get_order(conn, order_id)["status"]
         raise ActionRefused(f"order {order_id} cannot be resolved: it is {current}, not in_doubt")
+    _erase_cvc(conn, store.get_order(conn, order_id))
     notifications.add(conn, order_id, deadline=get_settings().notify_deadline)
     return to_status
+
+
+def _erase_cvc(conn, order: dict) -> None:
+    """An order that ended by an operator's hand keeps no CVC (the card number stays sealed, for retention)."""
+    if order["provider"] in providers.REGISTRY:
+        store.erase_request_paths(conn, order["id"], providers.get(order["provider"]).ERASE_WHEN_DONE)
 
 
 def retry_failed_rounds(conn, *, rounds: int, interval: float) -> list[tuple[uuid.UUID, str]]:

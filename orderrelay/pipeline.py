@@ -28,7 +28,7 @@ from providers import http as provider_http
 from providers import policy
 from providers.base import Placed
 from providers.policy import Call, Decision
-from schemas.envelope import Job, fingerprint_of, rejected_target, validate_job
+from schemas.envelope import Job, NotifyRules, fingerprint_of, rejected_target, validate_job
 from schemas.hostile import clean_text, redact_text, stored_job
 from store import notifications
 from store import orders as store
@@ -84,18 +84,34 @@ def _schedule(rt: Runtime, order_id: uuid.UUID, status: str, due_at: datetime | 
 ORDER_IDS = uuid.UUID("6f1c1d3e-4a51-4c83-9d0e-0b7a3c5e2f10")  # namespace of ids derived from producers' keys
 
 
-def order_id_for(idempotency_key: str | None, message_id: str | None) -> uuid.UUID:
+def order_id_for(idempotency_key: str | None, message_id: str | None, producer: str | None = None) -> uuid.UUID:
     """The id an order gets: derived from the producer's key (so a producer knows it before any worker has
-    run), else the message's id when that is a UUID (Celery's are), else a new one."""
+    run; an API key's keys are its own), else the message's id when that is a UUID (Celery's are), else new."""
     if idempotency_key:
-        return uuid.uuid5(ORDER_IDS, idempotency_key)
+        return uuid.uuid5(ORDER_IDS, idempotency_key if producer is None else f"{producer}/{idempotency_key}")
     try:
         return uuid.UUID(str(message_id))
     except ValueError:
         return uuid.uuid4()
 
 
-def intake(rt: Runtime, job: Any, *, message_id: str | None = None, claim: bool = False, give_up: bool = False) -> Next:
+@dataclass(frozen=True)
+class Origin:
+    """Where a job came from: its message's id (from the broker), the API key's name (from the API)."""
+
+    message_id: str | None = None
+    producer: str | None = None
+
+
+def intake(
+    rt: Runtime,
+    job: Any,
+    *,
+    message_id: str | None = None,
+    producer: str | None = None,
+    claim: bool = False,
+    give_up: bool = False,
+) -> Next:
     """Validate a job and record it as an order (or a rejected one). A repeated key or message adds no row.
 
     Every job ends as a row, whatever its bytes: an error of ours while taking it in is recorded as a rejected
@@ -106,24 +122,27 @@ def intake(rt: Runtime, job: Any, *, message_id: str | None = None, claim: bool 
     With ``claim`` (a worker that places the order next), an order due now is claimed in the statement that
     records it: the result carries the claim for ``attempt``, and placing it costs no second round trip.
     """
-    message_id = _storable_message_id(message_id)
+    origin = Origin(_storable_message_id(message_id), producer)
     try:
-        return _take_in(rt, job, message_id=message_id, claim=claim)
+        return _take_in(rt, job, origin, claim=claim)
     except TRANSIENT_ERRORS as exc:
         if not give_up:
             raise
         log.error("a job kept failing with %s; recording it as rejected so it is not retried forever", exc)
-        return _failed_intake(rt, job, message_id, exc, "it kept failing with a service error")
+        return _failed_intake(rt, job, origin, exc, "it kept failing with a service error")
     except Exception as exc:
         log.exception("could not take a job in; recording it as rejected (an error of orderrelay's)")
-        return _failed_intake(rt, job, message_id, exc, "an error of orderrelay's, logged with its traceback")
+        return _failed_intake(rt, job, origin, exc, "an error of orderrelay's, logged with its traceback")
 
 
-def record_unreadable(rt: Runtime, body: bytes | str, why: str, *, message_id: str | None = None) -> Next:
+def record_unreadable(
+    rt: Runtime, body: bytes | str, why: str, *, message_id: str | None = None, producer: str | None = None
+) -> Next:
     """A job whose message (or HTTP body) cannot even be read as JSON: kept as a rejected order, its head only."""
     head = body[:2000].decode("utf-8", "replace") if isinstance(body, bytes) else str(body)[:2000]
     errors = {"_message": [f"Not a readable JSON job: {why}."]}
-    return _reject(rt, {"_unreadable": head}, JobInvalid(errors), _storable_message_id(message_id), key=None)
+    origin = Origin(_storable_message_id(message_id), producer)
+    return _reject(rt, {"_unreadable": head}, JobInvalid(errors), origin, key=None)
 
 
 def _storable_message_id(message_id: Any) -> str | None:
@@ -136,20 +155,20 @@ def _storable_message_id(message_id: Any) -> str | None:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _failed_intake(rt: Runtime, job: Any, message_id: str | None, exc: BaseException, why: str) -> Next:
+def _failed_intake(rt: Runtime, job: Any, origin: Origin, exc: BaseException, why: str) -> Next:
     """A job intake could not handle, kept as rejected with what went wrong (its type and a redacted first line)."""
     intake_error = {"kind": "intake_error", "type": type(exc).__name__, "message": redact_text(str(exc))}
     errors = {"_intake": [f"orderrelay could not take this job in ({why}); it is kept here and was not placed."]}
     try:
-        return _reject(rt, job, JobInvalid(errors), message_id, key=None, last_error=intake_error)
+        return _reject(rt, job, JobInvalid(errors), origin, key=None, last_error=intake_error)
     except TRANSIENT_ERRORS:
         raise
     except Exception:  # even the job cannot be kept as it is: keep that there was one
         log.exception("could not keep the job either; keeping only that it came")
-        return _reject(rt, {"_unreadable": True}, JobInvalid(errors), message_id, key=None, last_error=intake_error)
+        return _reject(rt, {"_unreadable": True}, JobInvalid(errors), origin, key=None, last_error=intake_error)
 
 
-def _take_in(rt: Runtime, job: Any, *, message_id: str | None, claim: bool) -> Next:
+def _take_in(rt: Runtime, job: Any, origin: Origin, *, claim: bool) -> Next:
     now = _now()
     try:
         valid: Job = validate_job(
@@ -160,7 +179,7 @@ def _take_in(rt: Runtime, job: Any, *, message_id: str | None, claim: bool) -> N
             **_notify_options(rt.settings),
         )
     except JobInvalid as exc:
-        return _reject(rt, job, exc, message_id, key=_kept_key(job, exc))
+        return _reject(rt, job, exc, origin, key=_kept_key(job, exc))
     waits = valid.due_at > now
     status = Status.WAITING if waits else Status.QUEUED
     in_horizon = (valid.due_at - now).total_seconds() <= rt.settings.countdown_horizon
@@ -169,13 +188,14 @@ def _take_in(rt: Runtime, job: Any, *, message_id: str | None, claim: bool) -> N
     with rt.db.connection() as conn:
         row = store.insert_order(
             conn,
-            order_id=order_id_for(valid.idempotency_key, message_id),
+            order_id=order_id_for(valid.idempotency_key, origin.message_id, origin.producer),
             provider=valid.provider,
             status=status,
             request=valid.order,
             request_hash=valid.fingerprint,
             idempotency_key=valid.idempotency_key,
-            message_id=message_id,
+            message_id=origin.message_id,
+            producer=origin.producer,
             due_at=valid.due_at,
             expected_at=valid.due_at if in_horizon else None,
             reason=f"received; due {valid.due_at.isoformat()}" if waits else "received",
@@ -185,8 +205,8 @@ def _take_in(rt: Runtime, job: Any, *, message_id: str | None, claim: bool) -> N
         )
     if not row["created"]:
         conflict = row["request_hash"] != valid.fingerprint
-        if conflict and message_id is not None:  # a producer's message: its record is the only answer it gets
-            return _conflict(rt, job, row, valid, message_id)
+        if conflict and origin.message_id is not None:  # a message: its record is the only answer it gets
+            return _conflict(rt, job, row, valid, origin)
         log.info(
             "job seen before (its key or message repeated; another body: %s)",
             conflict,
@@ -205,17 +225,18 @@ def _take_in(rt: Runtime, job: Any, *, message_id: str | None, claim: bool) -> N
     return replace(_schedule(rt, row["id"], status, valid.due_at, valid.provider), created=True)
 
 
-def _conflict(rt: Runtime, job: Any, existing: dict, valid: Job, message_id: str) -> Next:
+def _conflict(rt: Runtime, job: Any, existing: dict, valid: Job, origin: Origin) -> Next:
     """A job whose key or message id an order with another body already has: a rejected order says so."""
     if valid.idempotency_key is not None and existing["idempotency_key"] == valid.idempotency_key:
         errors = {"idempotency_key": [f"Already used by order {existing['id']} with another body."]}
     else:
         errors = {
-            "_message_id": [f"Message id {message_id} was already used by order {existing['id']} for another job."]
+            "_message_id": [
+                f"Message id {origin.message_id} was already used by order {existing['id']} for another job."
+            ]
         }
-    step = _reject(
-        rt, job, JobInvalid(errors), f"{message_id}#conflict-{valid.fingerprint[:16]}", key=valid.idempotency_key
-    )
+    marked = replace(origin, message_id=f"{origin.message_id}#conflict-{valid.fingerprint[:16]}")
+    step = _reject(rt, job, JobInvalid(errors), marked, key=valid.idempotency_key)
     return replace(step, conflict=True)
 
 
@@ -226,7 +247,7 @@ def _kept_key(job: Any, exc: JobInvalid) -> str | None:
 
 
 def _reject(
-    rt: Runtime, job: Any, exc: JobInvalid, message_id: str | None, *, key: str | None, last_error: dict | None = None
+    rt: Runtime, job: Any, exc: JobInvalid, origin: Origin, *, key: str | None, last_error: dict | None = None
 ) -> Next:
     raw = job if isinstance(job, dict) else {}
     provider = raw.get("provider") if isinstance(raw.get("provider"), str) and raw["provider"] in PROVIDER_IDS else None
@@ -236,13 +257,14 @@ def _reject(
     with rt.db.connection() as conn, conn.transaction():
         row = store.insert_order(  # a rejected job keeps its key but does not use it up: fix the job, send it again
             conn,
-            order_id=order_id_for(None, message_id),
+            order_id=order_id_for(None, origin.message_id),
             provider=provider,
             status=Status.REJECTED,
             request=kept,
             request_hash=fingerprint_of(provider, kept),
             idempotency_key=key,
-            message_id=message_id,
+            message_id=origin.message_id,
+            producer=origin.producer,
             due_at=None,
             expected_at=None,
             notify=rejected_target(job, **_notify_options(rt.settings)),
@@ -261,8 +283,11 @@ def _reject(
 
 def _notify_options(settings: Settings) -> dict:
     """How this deployment treats jobs' outcome targets (for valid and rejected jobs alike)."""
+    rules = NotifyRules(
+        settings.notify_allow_http, settings.notify_allow_hosts, tuple(sorted(settings.notify_tasks.items()))
+    )
     return {
-        "allow_http": settings.notify_allow_http,
+        "notify_rules": rules,
         "default_notify": {"url": settings.notify_default} if settings.notify_default else None,
         "can_sign": bool(settings.notify_secret),
     }
@@ -370,7 +395,7 @@ def _record(
     to_status, due_at = decision.status, decision.due_at
     outcome = Outcome.PLACED if placed else error.outcome
     in_horizon = due_at is not None and (due_at - _now()).total_seconds() <= settings.countdown_horizon
-    done = to_status in (Status.PLACED, Status.FAILED)
+    done = to_status in (Status.PLACED, Status.FAILED, Status.IN_DOUBT)  # the CVC goes once no automatic send follows
     notifies = claim["notifies"] and _ends(settings, to_status, error, claim["retry_round"])
     # One statement is atomic on its own; the notification must be recorded with the outcome or not at all.
     with rt.db.connection() as conn, conn.transaction() if notifies else contextlib.nullcontext():
@@ -387,7 +412,7 @@ def _record(
             error=decision.error or (None if placed else error.as_record()),
             provider_ref=placed.ref if placed else None,
             provider_status=placed.status if placed else None,
-            response=placed.response if placed else None,
+            response=provider_http.scrub(placed.response) if placed else None,
             due_at=due_at,
             expected_at=due_at if in_horizon else None,
             request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if done else None,
@@ -429,7 +454,7 @@ def _late(
             attempt_key=sending.sent_key,
             provider_ref=placed.ref if placed else None,
             provider_status=placed.status if placed else None,
-            response=placed.response if placed else None,
+            response=provider_http.scrub(placed.response) if placed else None,
             request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if placed else None,
             never_sent=never_sent,
         )
@@ -520,7 +545,7 @@ def follow_up(rt: Runtime, *, limit: int = 200) -> int:
                     conn,
                     row["id"],
                     provider_status=now.status,
-                    response=now.response,
+                    response=provider_http.scrub(now.response),
                     to_status=Status.FAILED if failed else Status.PLACED,
                     reason=f"failed after creation: {reason}" if failed else reason,
                     error={
@@ -561,4 +586,5 @@ def _recover(conn: Any, row: dict, provider: Any, settings: Settings) -> None:
         conn, row["id"], to_status=decision.status, due_at=decision.due_at, reason=decision.reason
     )
     if moved and decision.status == Status.IN_DOUBT:
+        store.erase_request_paths(conn, row["id"], provider.ERASE_WHEN_DONE)
         notifications.add(conn, row["id"], deadline=settings.notify_deadline)

@@ -161,6 +161,8 @@ def environment(broker_url: str, database_url: str, sandbox_port: int, **overrid
     env.update(provider_environment(sandbox_port))
     env["ORDERRELAY_NOTIFY_SECRET"] = "sandbox-notify-secret-0123456789"  # noqa: S105 - the sandbox's
     env["ORDERRELAY_NOTIFY_ALLOW_HTTP"] = "true"  # the sandbox's receiver listens on plain http
+    env["ORDERRELAY_NOTIFY_ALLOW_HOSTS"] = "127.0.0.1"  # ... on this machine: an internal receiver, allowed by name
+    env["ORDERRELAY_NOTIFY_TASKS"] = "checkout.order_outcome=checkout"  # the tests' Celery-task target
     env.update({f"ORDERRELAY_{k.upper()}": v for k, v in overrides.items()})
     return env
 
@@ -177,7 +179,7 @@ def flower(env: Mapping[str, str], port: int, log_dir: Path) -> Process:
     """Flower on ``port`` (basic auth from FLOWER_BASIC_AUTH in ``env``), once it answers."""
     proc = Process(
         "flower",
-        [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={port}", "--address=127.0.0.1"],
+        [sys.executable, "-m", "orderrelay.cli", "flower", "--port", str(port), "--address", "127.0.0.1"],
         env,
         log_dir / "flower.log",
     )

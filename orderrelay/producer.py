@@ -20,6 +20,7 @@ import providers
 from config.settings import get_producer_settings
 from orderrelay.broker import reuse_redis_clients
 from orderrelay.constants import QUEUE_ORDERS, TASK_SUBMIT
+from orderrelay.logs import shown_job
 from orderrelay.pipeline import order_id_for
 from orderrelay.vault import Vault, seal_fields
 
@@ -56,6 +57,6 @@ def send(
     if not_before is not None:
         kwargs["not_before"] = not_before
     message_id = str(uuid.uuid4())
-    shown = repr({"provider": provider, "idempotency_key": idempotency_key})
+    shown = shown_job(kwargs)
     app.send_task(TASK_SUBMIT, kwargs=kwargs, task_id=message_id, queue=QUEUE_ORDERS, argsrepr="()", kwargsrepr=shown)
     return str(order_id_for(idempotency_key, message_id))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,9 @@ import aiohttp
 from config.settings import ProviderSettings, Settings
 from orderrelay import __version__
 from orderrelay.errors import AuthError, ClaimLost, InDoubtError, PermanentError, ProviderError, RetryableError
+from orderrelay.logs import mask_cards
 from providers.base import Key, Placed, Provider, Request, Response
+from providers.egress import SafeResolver
 from providers.policy import Call
 
 USER_AGENT = f"orderrelay/{__version__}"
@@ -58,6 +59,12 @@ class Http:
             headers={"User-Agent": USER_AGENT},
             raise_for_status=False,
         )
+        # Webhooks go out on a session of their own: to the public internet only (providers.egress), no redirects.
+        self.webhooks = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=SafeResolver(settings.notify_allow_hosts), limit=64),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self.allow_hosts = settings.notify_allow_hosts
         self.tokens: dict[str, Token] = {}
         self.locks: dict[str, asyncio.Lock] = {}
 
@@ -89,6 +96,7 @@ class Http:
 
     async def close(self) -> None:
         await self.session.close()
+        await self.webhooks.close()
 
 
 def _parse(raw: bytes, content_type: str) -> Any:
@@ -136,13 +144,11 @@ def check(provider: Provider, response: Response) -> None:
     raise PermanentError(scrub(info.message), **kwargs)
 
 
-_CARD_LIKE = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
-
-
 def scrub(value: Any) -> Any:
-    """A provider's error text with anything shaped like a card number masked, before it is stored or logged."""
+    """A provider's answer (its error text, or the order it returns) with anything shaped like a card number
+    masked, spaces and dashes included, before it is stored or logged."""
     if isinstance(value, str):
-        return _CARD_LIKE.sub(lambda m: "*" * (len(m[0]) - 4) + m[0][-4:], value)
+        return mask_cards(value)
     if isinstance(value, dict):
         return {k: scrub(v) for k, v in value.items()}
     if isinstance(value, list):

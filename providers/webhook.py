@@ -1,4 +1,4 @@
-"""Signed webhook deliveries over the process's one HTTP session.
+"""Signed webhook deliveries, to the public internet only (``providers.egress``), following no redirect.
 
 Signature: ``OrderRelay-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``;
 ``OrderRelay-Event-Id`` repeats on every redelivery of the same event, so receivers can deduplicate.
@@ -10,9 +10,11 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from providers.egress import EgressRefused, host_refusal
 from providers.http import Http
 
 
@@ -33,13 +35,23 @@ def verify(secret: str, header: str, body: bytes, *, tolerance: float = 300.0) -
 
 
 async def post(http: Http, url: str, body: dict, *, secret: str, event_id: str, timeout: float = 10.0) -> int:
-    """POST one signed notification; the HTTP status, or an exception when there was no answer."""
+    """POST one signed notification; the HTTP status (a redirect is an answer, not followed), or an exception when
+    there was no answer; EgressRefused when the URL's host is, or resolves to, one inside a network."""
+    refusal = host_refusal(urlsplit(url).hostname or "", http.allow_hosts)
+    if refusal:  # an address literal: aiohttp connects to it without asking the resolver
+        raise EgressRefused(refusal)
     raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
         "OrderRelay-Event-Id": event_id,
         "OrderRelay-Signature": sign(secret, int(time.time()), raw),
     }
-    async with http.session.post(url, data=raw, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-        await resp.read()
-        return resp.status
+    limit = aiohttp.ClientTimeout(total=timeout)
+    try:
+        async with http.webhooks.post(url, data=raw, headers=headers, timeout=limit, allow_redirects=False) as resp:
+            await resp.read()
+            return resp.status
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, EgressRefused):
+            raise exc.os_error from None
+        raise

@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-STEP_KEYS = {"status", "retry_after", "stored", "gateway", "drop", "after_create", "delay"}
+STEP_KEYS = {"status", "retry_after", "stored", "gateway", "drop", "after_create", "delay", "location"}
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Fault:
     after_create: bool = False  # make the order first
     delay: float = 0.0  # seconds to wait (after making the order) before answering
     stale: bool = False  # a lookup answers as if nothing had been made yet
+    location: str | None = None  # a redirect's Location header (the receiver's ``{"status": 307, ...}``)
 
     @property
     def drop_after_create(self) -> bool:
@@ -80,6 +81,7 @@ def parse_step(step: Any) -> Fault:
                 drop=bool(step.get("drop")),
                 after_create=bool(step.get("after_create")),
                 delay=float(delay),
+                location=step.get("location"),
             )
     raise ValueError(f"not a fault step: {step!r}")
 
@@ -117,8 +119,10 @@ def drop(request: web.Request) -> web.Response:
 
 
 def fault_response(fault: Fault, body: dict) -> web.Response:
-    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
-    return web.json_response(body, status=fault.status, headers=headers)
+    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+    if fault.location:
+        headers["Location"] = fault.location
+    return web.json_response(body, status=fault.status, headers=headers or None)
 
 
 class ProviderState:

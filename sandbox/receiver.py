@@ -1,5 +1,6 @@
 """A checkout system's webhook receiver, simulated, under ``/_receiver/``: it records every delivery
-(headers and raw body) and answers as scripted (``POST /_sandbox/receiver/faults`` ``{"script": [500, 500]}``;
+(headers and raw body) and answers as scripted (``POST /_sandbox/receiver/faults`` ``{"script": [500, 500]}``, or
+a redirect: ``{"script": [{"status": 307, "location": "http://..."}]}``;
 ``GET /_sandbox/receiver/received`` lists what came)."""
 
 from __future__ import annotations

@@ -8,13 +8,15 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from orderrelay.constants import PROVIDER_IDS, SECRET_KEYS
 from orderrelay.errors import JobInvalid
 from orderrelay.vault import Vault, mask, open_fields, seal_fields
 from providers import REGISTRY
+from providers.egress import host_refusal
 from schemas.fields import AwareDateTime, Pattern, Text, WebUrl, flatten_errors
 from schemas.hostile import problems, structural
 
@@ -22,8 +24,19 @@ MAX_ORDER_BYTES = 1_000_000
 LATEST_DUE = datetime(9000, 1, 1, tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class NotifyRules:
+    """What a deployment lets a job's ``notify`` name: plain http or not, internal hosts it admits after all
+    (``ORDERRELAY_NOTIFY_ALLOW_HOSTS``), and the Celery tasks it lists, each with its queue (``_NOTIFY_TASKS``)."""
+
+    allow_http: bool = False
+    allow_hosts: tuple[str, ...] = ()
+    tasks: tuple[tuple[str, str], ...] = ()
+
+
 class NotifySchema(Schema):
-    """Where the order's outcome goes: an HTTPS callback ``url``, or a Celery ``task`` (and its ``queue``)."""
+    """Where the order's outcome goes: an HTTPS callback ``url`` on the public internet, or one of the Celery
+    ``task`` names the deployment lists (its ``queue`` is the listed one)."""
 
     class Meta:
         unknown = RAISE
@@ -34,15 +47,34 @@ class NotifySchema(Schema):
 
     @validates_schema
     def one_target(self, data, **kwargs):
-        """Exactly one of url and task; queue only with task; plain http only where allowed."""
+        """Exactly one of url and task; queue only with task; plain http only where allowed; the url's host on the
+        outside (or admitted by name); the task one the deployment lists, on its queue."""
         if ("url" in data) == ("task" in data):
             raise ValidationError("Give exactly one of url or task.")
         if "queue" in data and "task" not in data:
             raise ValidationError("queue goes with task.", "queue")
-        if data.get("url", "").startswith("http:") and not self.context_allow_http:
-            raise ValidationError("Must be an https URL.", "url")
+        rules = self.rules
+        if "url" in data:
+            if data["url"].startswith("http:") and not rules.allow_http:
+                raise ValidationError("Must be an https URL.", "url")
+            refusal = host_refusal(urlsplit(data["url"]).hostname or "", rules.allow_hosts)
+            if refusal:
+                raise ValidationError(f"Webhooks go to the public internet only: {refusal}.", "url")
+        if "task" in data:
+            listed = dict(rules.tasks)
+            if data["task"] not in listed:
+                raise ValidationError("Not a task this deployment delivers to (ORDERRELAY_NOTIFY_TASKS).", "task")
+            if data.get("queue", listed[data["task"]]) != listed[data["task"]]:
+                raise ValidationError(f"This task goes to queue {listed[data['task']]!r}.", "queue")
 
-    context_allow_http = False
+    @post_load
+    def listed_queue(self, data, **kwargs):
+        """A task target always names its queue: the one the deployment lists for it."""
+        if "task" in data:
+            data["queue"] = dict(self.rules.tasks)[data["task"]]
+        return data
+
+    rules = NotifyRules()
 
 
 class JobSchema(Schema):
@@ -76,7 +108,7 @@ def validate_job(
     enabled: set[str] | frozenset[str],
     vault: Vault,
     now: datetime | None = None,
-    allow_http: bool = False,
+    notify_rules: NotifyRules = NotifyRules(),
     default_notify: dict | None = None,
     can_sign: bool = True,
 ) -> Job:
@@ -93,7 +125,7 @@ def validate_job(
     if hostile and structural(hostile):
         raise JobInvalid(hostile)
     try:
-        valid = _validated(job, enabled, vault, now or datetime.now(UTC), allow_http, default_notify, can_sign)
+        valid = _validated(job, enabled, vault, now or datetime.now(UTC), notify_rules, default_notify, can_sign)
     except JobInvalid as exc:
         raise JobInvalid({**exc.errors, **hostile}) from None
     except Exception:
@@ -110,11 +142,11 @@ def _validated(
     enabled: set[str] | frozenset[str],
     vault: Vault,
     now: datetime,
-    allow_http: bool,
+    notify_rules: NotifyRules,
     default_notify: dict | None,
     can_sign: bool,
 ) -> Job:
-    schema = _job_schema(allow_http)
+    schema = _job_schema(notify_rules)
     try:
         envelope = schema.load(job)
     except ValidationError as exc:
@@ -167,7 +199,7 @@ def _signable(notify: dict | None, can_sign: bool) -> dict | None:
 
 
 def rejected_target(
-    job: Any, *, allow_http: bool = False, default_notify: dict | None = None, can_sign: bool = True
+    job: Any, *, notify_rules: NotifyRules = NotifyRules(), default_notify: dict | None = None, can_sign: bool = True
 ) -> dict | None:
     """Where a rejected job's outcome goes: its own target if that part of it is valid, else the default; None
     when neither can be used."""
@@ -175,17 +207,18 @@ def rejected_target(
     if given is not None and problems(given):
         return None
     try:
-        notify = _job_schema(allow_http).fields["notify"].schema.load(given) if given is not None else default_notify
+        schema = _job_schema(notify_rules).fields["notify"].schema
+        notify = schema.load(given) if given is not None else default_notify
         return _signable(notify, can_sign)
     except (ValidationError, JobInvalid, TypeError):
         return None
 
 
 @functools.cache
-def _job_schema(allow_http: bool) -> JobSchema:
-    """One envelope schema per setting, made once (schemas are reusable across threads for loading)."""
+def _job_schema(notify_rules: NotifyRules) -> JobSchema:
+    """One envelope schema per deployment's rules, made once (schemas are reusable across threads for loading)."""
     schema = JobSchema()
-    schema.fields["notify"].schema.context_allow_http = allow_http
+    schema.fields["notify"].schema.rules = notify_rules
     return schema
 
 

@@ -178,7 +178,7 @@ def Email(**kwargs) -> fields.String:
     return fields.String(validate=Chain(*checks), **kwargs)
 
 
-_HOSTNAME = re2.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
+_HOSTNAME = re2.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?\.?")
 
 
 def _ipv6(host: str) -> bool:

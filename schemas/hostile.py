@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from orderrelay.constants import SECRET_KEYS
+from orderrelay.logs import scrub
 
 MAX_DEPTH = 32
 MAX_STRING = 10_000
@@ -180,13 +180,7 @@ def stored_job(job: Any) -> dict:
     return kept
 
 
-_CARD_LIKE = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
-_EMAIL_LIKE = re.compile(r"[^\s@\"']{1,64}@[^\s@\"']{1,255}")
-
-
 def redact_text(text: str, limit: int = 300) -> str:
     """An error's text fit to keep: its first line, cut, with anything shaped like a card number (spaces and
     dashes included) or an e-mail address masked, and nothing Postgres cannot store."""
-    line = text.splitlines()[0][:limit] if text else ""
-    line = _CARD_LIKE.sub(lambda m: "*" * max(0, len(m[0]) - 4) + m[0][-4:], line)
-    return clean_text(_EMAIL_LIKE.sub("[e-mail]", line))
+    return clean_text(scrub(text.splitlines()[0][:limit] if text else ""))

@@ -35,6 +35,7 @@ def insert_order(
     received_at: datetime | None = None,
     notify: dict | None = None,
     claim_lease: float | None = None,
+    producer: str | None = None,
 ) -> dict:
     """Insert a new order with its first event, or return the existing order for the same key or message.
 
@@ -60,6 +61,7 @@ def insert_order(
         "received_at": received_at,
         "notify": _json(notify),
         "claim": claim,
+        "producer": producer,
         "claim_token": uuid.uuid4() if claim else None,
         "lease": claim_lease,
         "claim_reason": "claimed (attempt 1)",
@@ -265,14 +267,24 @@ def ref_owners(conn: Connection, provider: str, refs: list[str], *, besides: uui
     return {row["provider_ref"] for row in rows}
 
 
-def get_order(conn: Connection, order_id: uuid.UUID | str | None = None, *, key: str | None = None) -> dict:
-    """One order with its attempts and events, by id or by the producer's idempotency key."""
+ANY_PRODUCER = object()  # an operator's view: every producer's orders
+
+
+def get_order(
+    conn: Connection, order_id: uuid.UUID | str | None = None, *, key: str | None = None, producer: Any = ANY_PRODUCER
+) -> dict:
+    """One order with its attempts and events, by id or by the producer's idempotency key. With ``producer`` (an
+    API key's name), only that producer's orders are found: another's is "no order", as if it did not exist."""
+    everyone = producer is ANY_PRODUCER
     if key is not None:
-        row = conn.execute(queries.GET_ORDER_BY_KEY, {"key": key}).fetchone()
+        mine = {"key": key, "all": everyone, "producer": None if everyone else producer}
+        row = conn.execute(queries.GET_ORDER_BY_KEY, mine).fetchone()
     else:
         try:
             row = conn.execute(queries.GET_ORDER, {"id": uuid.UUID(str(order_id))}).fetchone()
         except ValueError:
+            row = None
+        if row is not None and not everyone and row["producer"] != producer:
             row = None
     if row is None:
         raise OrderNotFound(f"no order with {'key' if key is not None else 'id'} {key or order_id!s}")
@@ -282,10 +294,18 @@ def get_order(conn: Connection, order_id: uuid.UUID | str | None = None, *, key:
 
 
 def list_orders(
-    conn: Connection, *, status: str | None = None, provider: str | None = None, limit: int = 100, offset: int = 0
+    conn: Connection,
+    *,
+    status: str | None = None,
+    provider: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    producer: Any = ANY_PRODUCER,
 ) -> list[dict]:
-    """Newest orders first, filtered by status and provider."""
+    """Newest orders first, filtered by status and provider (and to one producer's, with ``producer``)."""
+    everyone = producer is ANY_PRODUCER
     params = {"status": status, "provider": provider, "limit": limit, "offset": offset}
+    params |= {"all": everyone, "producer": None if everyone else producer}
     return conn.execute(queries.LIST_ORDERS, params).fetchall()
 
 
@@ -389,6 +409,12 @@ def sealed_orders(conn: Connection, *, after: uuid.UUID, limit: int = 500) -> li
 def card_data_due_for_erasure(conn: Connection, *, retention: float, limit: int = 500) -> list[dict]:
     """Ended orders still holding sealed card data ``retention`` seconds after their last change."""
     return conn.execute(queries.CARD_DATA_DUE_FOR_ERASURE, {"retention": retention, "limit": limit}).fetchall()
+
+
+def erase_request_paths(conn: Connection, order_id: uuid.UUID, paths: tuple[str, ...]) -> None:
+    """Remove fields (dotted paths, such as the CVC's ``payment.cvc``) from an order's stored request."""
+    for path in paths:
+        conn.execute(queries.ERASE_REQUEST_PATH, {"id": order_id, "path": path.split(".")})
 
 
 def set_request(conn: Connection, order_id: uuid.UUID, request: dict) -> None:

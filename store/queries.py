@@ -6,13 +6,13 @@ INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
                         errors, last_error, due_at, expected_at, created_at, notify,
-                        attempt_count, claim_token, lease_until)
+                        attempt_count, claim_token, lease_until, producer)
     VALUES (%(id)s, %(provider)s, CASE WHEN %(claim)s THEN 'placing' ELSE %(status)s END, %(idempotency_key)s,
             %(message_id)s, %(provider_key)s, %(request)s, %(request_hash)s, %(errors)s, %(last_error)s, %(due_at)s,
             %(expected_at)s,
             coalesce(%(received_at)s, clock_timestamp()), %(notify)s,
             CASE WHEN %(claim)s THEN 1 ELSE 0 END, %(claim_token)s,
-            CASE WHEN %(claim)s THEN clock_timestamp() + make_interval(secs => %(lease)s) END)
+            CASE WHEN %(claim)s THEN clock_timestamp() + make_interval(secs => %(lease)s) END, %(producer)s)
     ON CONFLICT DO NOTHING
     RETURNING id, status, provider, request, provider_key, attempt_count, claim_token, round_base, retry_round,
               notify IS NOT NULL AS notifies
@@ -33,7 +33,9 @@ FROM ins
 
 FIND_DUPLICATE = """
 SELECT id, status, request_hash, idempotency_key, false AS created FROM orders
-WHERE id = %(id)s OR message_id = %(message_id)s OR (idempotency_key = %(idempotency_key)s AND status <> 'rejected')
+WHERE id = %(id)s OR message_id = %(message_id)s
+   OR (idempotency_key = %(idempotency_key)s AND coalesce(producer, '') = coalesce(%(producer)s, '')
+       AND status <> 'rejected')
 ORDER BY (idempotency_key = %(idempotency_key)s AND status <> 'rejected') DESC NULLS LAST, (id = %(id)s) DESC
 LIMIT 1
 """
@@ -244,7 +246,8 @@ TOUCH = "UPDATE orders SET updated_at = clock_timestamp() WHERE id = %(id)s"
 
 GET_ORDER = "SELECT * FROM orders WHERE id = %(id)s"
 GET_ORDER_BY_KEY = """
-SELECT * FROM orders WHERE idempotency_key = %(key)s ORDER BY (status = 'rejected'), created_at DESC LIMIT 1
+SELECT * FROM orders WHERE idempotency_key = %(key)s AND (%(all)s OR producer = %(producer)s)
+ORDER BY (status = 'rejected'), created_at DESC LIMIT 1
 """
 ORDER_EVENTS = "SELECT at, from_status, to_status, reason FROM order_events WHERE order_id = %(id)s ORDER BY id"
 ORDER_ATTEMPTS = """
@@ -253,9 +256,10 @@ FROM attempts WHERE order_id = %(id)s ORDER BY number
 """
 LIST_ORDERS = """
 SELECT id, provider, status, idempotency_key, provider_ref, provider_status, attempt_count, due_at,
-       created_at, updated_at, last_error, errors
+       created_at, updated_at, last_error, errors, producer
 FROM orders
 WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(provider)s::text IS NULL OR provider = %(provider)s)
+  AND (%(all)s OR producer = %(producer)s)
 ORDER BY created_at DESC, id
 LIMIT %(limit)s OFFSET %(offset)s
 """
@@ -350,6 +354,7 @@ ORDER BY id LIMIT %(limit)s
 """
 
 SET_REQUEST = "UPDATE orders SET request = %(request)s WHERE id = %(id)s"
+ERASE_REQUEST_PATH = "UPDATE orders SET request = request #- %(path)s::text[] WHERE id = %(id)s"
 
 RECENT_FAILURES = """
 SELECT id, provider, status, last_error, updated_at FROM orders

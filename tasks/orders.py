@@ -1,7 +1,15 @@
-"""The orders.* tasks. Results are order ids and states, never order data."""
+"""The orders.* tasks. Results are order ids and states, never order data.
+
+Nothing a task raises carries job data into Flower's events or the logs: a service error becomes
+``ServiceUnavailable`` (retried), any other error ``TaskFailed``, each with a redacted text, and raised
+without its cause; the original is logged (scrubbed) with its traceback. A job retried by the worker is sent
+again showing its provider and key only, whatever the producer sent.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import uuid
 
 from celery._state import _task_stack  # the stack Celery's own Task.__call__ keeps (see AnyArguments)
@@ -19,10 +27,32 @@ from orderrelay.constants import (
     TASK_SUBMIT,
     TASK_SWEEP,
 )
+from orderrelay.errors import OrderRelayError, ServiceUnavailable, TaskFailed
+from orderrelay.logs import shown_job
+from schemas.hostile import redact_text
 from worker import runtime
 from worker.app import app
 
-RETRY = {"autoretry_for": runtime.TRANSIENT_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": None}
+log = logging.getLogger("orderrelay.tasks")
+RETRY = {"autoretry_for": (ServiceUnavailable,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": None}
+
+
+def clean_errors(fn):
+    """Errors out of a task as orderrelay's own, with redacted texts and no cause (see the module's docstring)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except runtime.TRANSIENT_ERRORS as exc:
+            raise ServiceUnavailable(redact_text(f"{type(exc).__name__}: {exc}")) from None
+        except OrderRelayError:
+            raise
+        except Exception as exc:
+            log.exception("task %s failed", fn.__name__)
+            raise TaskFailed(redact_text(f"{type(exc).__name__}: {exc}")) from None
+
+    return run
 
 
 def send_place(order_id: uuid.UUID | str, provider: str, countdown: float | None = None) -> None:
@@ -47,7 +77,12 @@ POISON_RETRIES = 8  # a job that met a service error this many times (about 5 mi
 
 class AnyArguments(app.Task):
     """A task run with whatever arguments its message carries, a keyword named ``self`` included: Celery's own
-    ``Task.__call__(self, *args, **kwargs)`` cannot take that one, and the job would fail before intake."""
+    ``Task.__call__(self, *args, **kwargs)`` cannot take that one, and the job would fail before intake. When
+    the worker sends it again (a retry), the message shows the job's provider and key only."""
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        options.update(argsrepr="()", kwargsrepr=shown_job(kwargs))
+        return super().apply_async(args, kwargs, **options)
 
     def __call__(*args, **kwargs):
         task, *args = args
@@ -61,6 +96,7 @@ class AnyArguments(app.Task):
 
 
 @app.task(name=TASK_SUBMIT, base=AnyArguments, **RETRY)
+@clean_errors
 def submit(*args, **job) -> dict:
     """Validate and record a job (``provider``, ``order``, ``idempotency_key``, ``not_before``), then place it.
 
@@ -77,12 +113,14 @@ def submit(*args, **job) -> dict:
 
 
 @app.task(name=TASK_PLACE, **RETRY)
+@clean_errors
 def place(order_id: str) -> dict:
     """Claim and place one order by id; a message for an order not due or already taken does nothing."""
     return _follow(pipeline.place(runtime.current(), order_id))
 
 
 @app.task(name=TASK_SWEEP, **RETRY)
+@clean_errors
 def sweep() -> dict:
     """Recover lost work from Postgres and send a message for each due order."""
     due = pipeline.sweep(runtime.current())
@@ -92,12 +130,14 @@ def sweep() -> dict:
 
 
 @app.task(name=TASK_FOLLOW_UP, **RETRY)
+@clean_errors
 def follow_up() -> dict:
     """Read placed orders whose provider status may still change (Adobe's 1002) and record what changed."""
     return {"changed": pipeline.follow_up(runtime.current())}
 
 
 @app.task(name=TASK_RETRY_FAILED, **RETRY)
+@clean_errors
 def retry_failed() -> dict:
     """Give failed orders whose last error was retryable their next scheduled round."""
     rt = runtime.current()
@@ -111,6 +151,7 @@ def retry_failed() -> dict:
 
 
 @app.task(name=TASK_ERASE_CARD_DATA, **RETRY)
+@clean_errors
 def erase_card_data() -> dict:
     """Erase the sealed card numbers of orders that ended ORDERRELAY_CARD_RETENTION seconds ago."""
     rt = runtime.current()
@@ -119,6 +160,7 @@ def erase_card_data() -> dict:
 
 
 @app.task(name=TASK_DELIVER, **RETRY)
+@clean_errors
 def deliver(notification_id: int) -> dict:
     """Deliver one outcome notification (a signed webhook or the producer's own Celery task)."""
     return {
@@ -128,6 +170,7 @@ def deliver(notification_id: int) -> dict:
 
 
 @app.task(name=TASK_NOTIFY_SWEEP, **RETRY)
+@clean_errors
 def notify_sweep() -> dict:
     """Send a delivery message for every notification that is due (new, or due for another try)."""
     due = notify.due(runtime.current())

@@ -16,6 +16,7 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from vine import promise
 
 from orderrelay.constants import TASK_SUBMIT
+from orderrelay.logs import shown_job
 
 log = logging.getLogger("orderrelay.consumer")
 
@@ -25,10 +26,16 @@ class Consumer(CeleryConsumer):
         handle = super().create_task_handler(promise)
 
         def on_task_received(message):
-            shape = _misshapen(message)
-            if shape:  # Celery would fail on it only in the pool, after taking it: keep it now
-                _keep(message, shape)
-                return None
+            try:
+                shape = _misshapen(message)
+                if shape:  # Celery would fail on it only in the pool, after taking it: keep it now
+                    _keep(message, shape)
+                    return None
+                _shown_safely(message)
+            except self.connection_errors:
+                raise
+            except Exception:  # never let a look at a message stop the worker: Celery's own handling follows
+                log.exception("could not look at a task message before Celery; handing it on as it is")
             try:
                 return handle(message)
             except self.connection_errors:
@@ -80,6 +87,19 @@ def _misshapen(message) -> str | None:
     else:
         ok = isinstance(body.get("args", []), list | tuple) and isinstance(body.get("kwargs", {}), dict)
     return None if ok else "its body is not [args, kwargs, options]"
+
+
+def _shown_safely(message) -> None:
+    """A job's message headers as this worker's events and logs show them: its provider and key, whatever the
+    producer put there (Celery's own producer puts the repr of every argument, card fields included)."""
+    if _task_of(message) != TASK_SUBMIT or not isinstance(message.headers, dict) or "task" not in message.headers:
+        return
+    try:
+        body = message.payload  # decoded once; kombu keeps it for Celery
+    except Exception:  # Celery reports (and this consumer keeps) a body that does not decode
+        body = None
+    message.headers["argsrepr"] = "()"
+    message.headers["kwargsrepr"] = shown_job(body[1] if isinstance(body, list | tuple) and len(body) == 3 else None)
 
 
 def _keep(message, why: str) -> bool:

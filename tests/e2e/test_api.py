@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from config.settings import key_entry
 from orderrelay import embedded, processes
 from orderrelay.constants import Status
 from sandbox.samples import TEST_CARD, chaiz_order
@@ -19,11 +20,16 @@ from tests.conftest import started, wait_until
 
 pytestmark = pytest.mark.e2e
 KEY = "api-test-key-0123456789"
+OTHER = "api-test-other-producer-key-0123"
+OPERATOR = "api-test-operator-key-0123456789"
+SCRAPER = "api-test-metrics-key-0123456789"
 
 
 @pytest.fixture(scope="module")
 def api(service_env, logs):
-    env = {**service_env, "ORDERRELAY_API_KEYS": KEY, "ORDERRELAY_API_MAX_BODY": "200000"}
+    keys = [key_entry("shop", KEY), key_entry("other-shop", OTHER), key_entry("ops", OPERATOR, "operator")]
+    keys.append(key_entry("scraper", SCRAPER, "metrics"))
+    env = {**service_env, "ORDERRELAY_API_KEYS": ",".join(keys), "ORDERRELAY_API_MAX_BODY": "200000"}
     env["ORDERRELAY_BROKER_URL"] = env["ORDERRELAY_BROKER_URL"].rsplit("/", 1)[0] + "/12"  # no worker listens
     port = embedded.free_port()
     with started(processes.api(env, port, logs)) as proc:
@@ -183,14 +189,73 @@ def test_the_python_producer_returns_the_order_id_at_once(service_env, db, monke
     assert producer.submit_order("extend", sample_order("api-py"), idempotency_key="api-py") == order_id
 
 
-def test_metrics_are_computed_from_postgres(api, db):
+def scrape(url: str, key: str | None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def test_metrics_are_computed_from_postgres_for_an_operator_or_a_metrics_key_only(api, db, service_env, logs):
     call(f"{api}/orders", "POST", {"provider": "extend", "order": sample_order("api-m", transactionDelay=1)})
-    request = urllib.request.Request(f"{api}/metrics")
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        text = resp.read().decode()
+    status, text = scrape(f"{api}/metrics", SCRAPER)
+    assert status == 200
     assert 'orderrelay_orders{provider="extend",status="waiting"} 1.0' in text
     assert "orderrelay_orders_waiting 1.0" in text
     assert "orderrelay_oldest_due_timestamp_seconds" in text
+    assert [scrape(f"{api}/metrics", key)[0] for key in (None, KEY, OPERATOR)] == [401, 403, 200]
+    assert call(f"{api}/orders", key=SCRAPER)[0] == 403  # a metrics key reads metrics and nothing else
+    # Or, as a deployment may choose, on a listener of its own (127.0.0.1) that needs no key.
+    port, metrics_port = embedded.free_port(), embedded.free_port()
+    env = {**service_env, "ORDERRELAY_API_KEYS": key_entry("shop", KEY), "ORDERRELAY_METRICS_PORT": str(metrics_port)}
+    with started(processes.api(env, port, logs)):
+        assert scrape(f"http://127.0.0.1:{metrics_port}/metrics", None)[0] == 200
+        assert scrape(f"http://127.0.0.1:{metrics_port}/orders", None)[0] == 404  # /metrics alone there
+        assert scrape(f"http://127.0.0.1:{port}/metrics", None)[0] == 401
+
+
+def test_a_producer_sees_and_acts_on_its_own_orders_only(api, db):
+    job = {"provider": "extend", "order": sample_order("api-own"), "idempotency_key": "cart-1"}
+    mine = call(f"{api}/orders", "POST", job)[2]["id"]
+    theirs = call(f"{api}/orders", "POST", {**job, "order": sample_order("api-own-2")}, key=OTHER)
+    assert theirs[0] == 202 and theirs[2]["id"] != mine  # the same key, another producer: another order
+    for method, path in (("GET", ""), ("POST", "/cancel"), ("POST", "/retry")):
+        status, _, body = call(f"{api}/orders/{mine}{path}", method, key=OTHER)
+        assert (status, body["error"]) == (404, f"no order with id {mine}"), path
+    listed = {o["id"] for o in call(f"{api}/orders", key=OTHER)[2]["orders"]}
+    assert mine not in listed and theirs[2]["id"] in listed
+    everything = {o["id"] for o in call(f"{api}/orders?limit=500", key=OPERATOR)[2]["orders"]}
+    assert {mine, theirs[2]["id"]} <= everything
+    assert call(f"{api}/orders/{mine}/cancel", "POST")[2]["status"] == Status.CANCELED
+
+
+def test_a_blind_resend_is_an_operators_and_records_who_checked(api, db, runtime, sandbox):
+    from orderrelay import pipeline
+
+    plan = sandbox.admin("chaiz/plans", {})
+    sandbox.script("chaiz", script=["drop_after_create"])
+    step = pipeline.intake(
+        runtime, {"provider": "chaiz", "order": chaiz_order(plan["searchResultPlanId"])}, producer="shop"
+    )
+    assert pipeline.place(runtime, step.order_id).status == Status.IN_DOUBT
+    url = f"{api}/orders/{step.order_id}/retry"
+    assert call(url, "POST")[0] == 409  # a producer's retry: refused, it would be blind
+    assert call(url, "POST", {"checked_by": "Ada at support"})[0] == 403  # only an operator may say so
+    assert call(url, "POST", key=OPERATOR)[0] == 409  # an operator too must say who checked
+    status, _, body = call(url, "POST", {"checked_by": "Ada at support"}, key=OPERATOR)
+    assert (status, body["status"]) == (200, Status.QUEUED)
+    assert "Ada at support (operator key ops) checked with chaiz" in body["events"][-1]["reason"]
+
+
+def test_the_idempotency_key_header_is_not_overridden_by_a_null_in_the_body(api, db):
+    job = {"provider": "extend", "order": sample_order("api-hdr"), "idempotency_key": None}
+    first = call(f"{api}/orders", "POST", job, headers={"Idempotency-Key": "hdr-1"})
+    assert (first[0], first[2]["idempotency_key"]) == (202, "hdr-1")
+    assert call(f"{api}/orders", "POST", job, headers={"Idempotency-Key": "hdr-1"})[0] == 200
+    clash = call(f"{api}/orders", "POST", {**job, "idempotency_key": "other"}, headers={"Idempotency-Key": "hdr-1"})
+    assert clash[0] == 400
 
 
 def test_the_worst_inputs_get_a_422_with_the_field_errors_the_worker_gives(api, db, runtime):

@@ -146,3 +146,67 @@ def test_notifications_and_redeliver_from_the_cli(stack, db, sandbox):
     cli("redeliver", order_id)
     second = received(sandbox, 2)
     assert second[1]["json"]["event_id"] == second[0]["json"]["event_id"]  # the same event: deduplicate on it
+
+
+def test_a_redirect_is_not_followed(stack, db, sandbox):
+    _, app = stack
+    inside = f"{sandbox.url}/_receiver/internal-only"
+    sandbox.script("receiver", script=[{"status": 307, "location": inside}, {"status": 302, "location": inside}])
+    submit(
+        app,
+        provider="extend",
+        order=sample_order("n-redirect"),
+        idempotency_key="n-redirect",
+        notify={"url": f"{sandbox.url}/_receiver/checkout"},
+    )
+    deliveries = received(sandbox, 1)  # the third try, once the receiver answers 200
+    assert [d["path"] for d in deliveries] == ["/_receiver/checkout"]  # never the redirect's target
+    attempts = db.execute("SELECT http_status, error FROM notification_attempts ORDER BY id").fetchall()
+    assert [(a["http_status"], a["error"]) for a in attempts[:2]] == [
+        (307, "HTTP 307 (a redirect: not followed)"),
+        (302, "HTTP 302 (a redirect: not followed)"),
+    ]
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest", "http://0x7f000002:6379/", "http://[::1]:5555/"])
+def test_a_job_whose_webhook_points_inside_is_rejected_by_the_worker(url, stack, db, sandbox):
+    _, app = stack
+    key = f"n-inside-{abs(hash(url))}"
+    submit(app, provider="extend", order=sample_order(key), idempotency_key=key, notify={"url": url})
+    row = wait_until(lambda: db.execute("SELECT * FROM orders WHERE idempotency_key = %s", [key]).fetchone(), 30)
+    assert row["status"] == Status.REJECTED
+    assert "public internet only" in row["errors"]["notify.url"][0]
+    assert db.execute("SELECT count(*) AS n FROM notifications").fetchone()["n"] == 0  # nothing posted inside
+
+
+def test_a_stored_target_that_points_inside_is_refused_at_delivery_not_posted(stack, db, sandbox):
+    # A target taken in before the deployment's rules changed (or under other rules): checked again when used.
+    _, app = stack
+    from store import notifications as notes
+    from store import orders as store
+
+    port = sandbox.url.rsplit(":", 1)[1]
+    with db.transaction():
+        row = store.insert_order(
+            db,
+            provider="extend",
+            status=Status.PLACED,
+            request={},
+            request_hash="h",
+            idempotency_key="n-stored",
+            message_id=None,
+            due_at=None,
+            expected_at=None,
+            reason="placed elsewhere",
+            notify={"url": f"http://127.0.0.2:{port}/_receiver/checkout"},  # loopback, not the admitted 127.0.0.1
+        )
+        note = notes.add(db, row["id"], deadline=3600)
+    app.send_task("notifications.deliver", args=[note], queue="notifications")
+    wait_until(
+        lambda: db.execute("SELECT status FROM notifications WHERE id = %s", [note]).fetchone()["status"] == "expired",
+        30,
+        message="the delivery refused",
+    )
+    (attempt,) = db.execute("SELECT error FROM notification_attempts WHERE notification_id = %s", [note]).fetchall()
+    assert attempt["error"] == "refused: 127.0.0.2 is not an address on the public internet"
+    assert sandbox.admin("receiver/received") == []

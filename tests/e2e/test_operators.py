@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+import urllib.error
 import urllib.request
 
+import psycopg
 import pytest
 import redis
 
@@ -24,7 +27,7 @@ FLOWER_AUTH = "ops:flower-password"
 
 @pytest.fixture(scope="module")
 def stack(service_env, logs):
-    env = {**service_env, "FLOWER_BASIC_AUTH": FLOWER_AUTH}
+    env = {**service_env, "FLOWER_BASIC_AUTH": FLOWER_AUTH, "ORDERRELAY_LOG_FORMAT": "json"}
     env["ORDERRELAY_BROKER_URL"] = env["ORDERRELAY_BROKER_URL"].rsplit("/", 1)[0] + "/11"
     redis.Redis.from_url(env["ORDERRELAY_BROKER_URL"]).flushdb()
     port = embedded.free_port()
@@ -146,3 +149,107 @@ def test_status_shows_queues_workers_orders_and_failures(stack, db, sandbox):
         k: v for row in view["orders"] if row["provider"] == "chaiz" for k, v in row.items()
     }.items()
     assert view["recent_failures"] == []
+
+
+def test_flower_never_listens_beyond_this_machine_without_its_password(service_env, logs):
+    env = {k: v for k, v in service_env.items() if k != "FLOWER_BASIC_AUTH"}
+    refused = run_cli(env, "flower", "--address", "0.0.0.0")  # noqa: S104 - that it is refused
+    assert refused.returncode != 0
+    assert "listens on 127.0.0.1 only" in refused.stderr
+    weak = run_cli({**env, "FLOWER_BASIC_AUTH": "ops:short"}, "flower")
+    assert weak.returncode != 0 and "12 or more characters" in weak.stderr
+    port = embedded.free_port()
+    proc = processes.Process(
+        "flower-open", [sys.executable, "-m", "orderrelay.cli", "flower", "--port", str(port)], env, logs / "fo.log"
+    )
+    with started(proc):
+        proc.wait_for("Visit me at", timeout=60)
+        assert f"Visit me at http://127.0.0.1:{port}" in proc.log()
+
+
+def test_flower_with_its_password_asks_for_it(stack):
+    _, flower_url, _, _ = stack
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{flower_url}/tasks", timeout=10)
+    assert info.value.code == 401
+
+
+# What a customer's order holds that no event, log line or exception text may show.
+PERSONAL = {
+    "card number": TEST_CARD,
+    "CVC": "80417",
+    "e-mail": "quixote.bloom@example.org",
+    "first name": "Zenobia",
+    "last name": "Quixotebloom",
+    "phone": "6175550142",
+    "expiry": "11/2031",
+}
+
+
+def personal_order(sandbox) -> dict:
+    plan = sandbox.admin("chaiz/plans", {})
+    order = chaiz_order(plan["searchResultPlanId"])
+    order["payment"].update(cvc=PERSONAL["CVC"], creditCardExpirationDateString=PERSONAL["expiry"])
+    order["userDetails"].update(
+        email=PERSONAL["e-mail"],
+        firstName=PERSONAL["first name"],
+        lastName=PERSONAL["last name"],
+        phoneNumber=PERSONAL["phone"],
+    )
+    return order
+
+
+def send_raw(app, sandbox, key: str) -> None:
+    """As a producer that neither seals the card nor says what to show (Celery then shows every argument)."""
+    job = {"provider": "chaiz", "order": personal_order(sandbox), "idempotency_key": key}
+    app.send_task("orders.submit", kwargs=job, queue="orders")
+
+
+def test_no_event_log_line_or_error_text_shows_personal_or_card_data(stack, db, sandbox, database_url):
+    """A raw producer (no sealing, no kwargsrepr), a job whose intake is retried after a service error, an order
+    left in doubt and one an operator resolved: Flower's events and the worker's JSON log show none of it."""
+    from celery import Celery
+
+    env, flower_url, worker, flower = stack
+    raw = Celery(broker=env["ORDERRELAY_BROKER_URL"], set_as_current=False)  # Celery's own producer: it puts
+    # the repr of every argument (the card included) in the message's headers when not told otherwise
+    send_raw(raw, sandbox, "leak-raw")
+    # A retried intake: Postgres refuses the worker's statements for a moment (a lock it cannot get in time).
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        name = admin.execute("SELECT current_database() AS d").fetchone()[0]
+        admin.execute(f"ALTER DATABASE \"{name}\" SET lock_timeout = '200ms'")
+        ours = db.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        admin.execute(  # the worker's connections: their replacements take the lock_timeout
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid NOT IN (pg_backend_pid(), %s)",
+            [ours],
+        )
+        try:
+            with psycopg.connect(database_url, application_name="pytest-lock") as locker:
+                locker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+                send_raw(raw, sandbox, "leak-retried")
+                wait_until(lambda: "Retry in" in worker.log(), 30, message="the intake to be retried")
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" RESET lock_timeout')
+
+    def status(key):
+        row = db.execute("SELECT id, status FROM orders WHERE idempotency_key = %s", [key]).fetchone()
+        return row and row["status"]
+
+    for key in ("leak-raw", "leak-retried"):
+        wait_until(lambda k=key: status(k) == Status.PLACED, 60, message=f"{key} placed")
+    sandbox.script("chaiz", script=["drop_after_create", "drop_after_create"])
+    send_raw(raw, sandbox, "leak-doubt")
+    send_raw(raw, sandbox, "leak-resolved")
+    for key in ("leak-doubt", "leak-resolved"):
+        wait_until(lambda k=key: status(k) == Status.IN_DOUBT, 60, message=f"{key} in doubt")
+    resolved = db.execute("SELECT id FROM orders WHERE idempotency_key = 'leak-resolved'").fetchone()["id"]
+    cli(env, "resolve", str(resolved), "--failed", "--reason", "Chaiz support: no such order")
+    tasks = json.loads(flower_get(f"{flower_url}/api/tasks"))
+    retried = [t for t in tasks.values() if t["name"] == "orders.submit" and t.get("retries")]
+    assert retried, "Flower saw the retried intake"
+    seen = json.dumps(tasks) + "".join(flower_get(f"{flower_url}/task/{tid}") for tid in tasks)
+    seen += flower_get(f"{flower_url}/tasks") + worker.log() + flower.log()
+    leaked = {what: value for what, value in PERSONAL.items() if value in seen}
+    assert leaked == {}, f"shown in Flower or the logs: {sorted(leaked)}"
+    assert "'idempotency_key': 'leak-raw'" in seen  # what they do show of a job

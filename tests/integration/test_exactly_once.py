@@ -172,3 +172,29 @@ def test_a_key_reused_with_another_body_is_recorded_and_the_first_order_untouche
     assert rejected["errors"] == {"idempotency_key": [f"Already used by order {first.order_id} with another body."]}
     assert rejected["idempotency_key"] == "cart-88"
     assert store.get_order(db, key="cart-88")["id"] == first.order_id  # the key still names the first order
+
+
+def test_the_cvc_is_erased_at_every_end_an_operator_or_the_sweep_gives(runtime, db, sandbox):
+    plan = sandbox.admin("chaiz/plans", {})
+
+    def chaiz_job():
+        return take_in(runtime, "chaiz", chaiz_order(plan["searchResultPlanId"]))
+
+    def cvc(order_id):
+        return store.get_order(db, order_id)["request"]["payment"].get("cvc")
+
+    waiting = take_in(runtime, "chaiz", chaiz_order(plan["searchResultPlanId"]), not_before="2099-01-01T00:00:00Z")
+    assert cvc(waiting.order_id) is not None
+    operations.cancel(db, waiting.order_id)
+    assert cvc(waiting.order_id) is None  # canceled
+    lost = chaiz_job()
+    store.claim(db, lost.order_id, lease=0.05, reason="claimed")  # its worker died mid-call
+    time.sleep(0.1)
+    pipeline.sweep(runtime)
+    assert (store.get_order(db, lost.order_id)["status"], cvc(lost.order_id)) == (Status.IN_DOUBT, None)
+    sandbox.script("chaiz", script=["drop_after_create"])
+    doubt = chaiz_job()
+    assert pipeline.place(runtime, doubt.order_id).status == Status.IN_DOUBT
+    assert cvc(doubt.order_id) is None  # in doubt
+    operations.resolve(db, lost.order_id, placed_ref=None, reason="Chaiz has none")
+    assert cvc(lost.order_id) is None  # resolved

@@ -78,7 +78,8 @@ def test_chaiz_lost_answer_is_in_doubt_and_never_resent(runtime, db, sandbox, pl
     assert sandbox.orders("chaiz")["create_requests"] == 1
     in_doubt = store.get_order(db, step.order_id)
     assert in_doubt["attempts"][0]["outcome"] == "in_doubt"
-    assert "$sealed" in in_doubt["request"]["payment"]["cvc"]  # kept: an operator may still retry
+    assert "cvc" not in in_doubt["request"]["payment"]  # nothing sends it again by itself: the CVC goes
+    assert in_doubt["request"]["payment"]["accountNumber"]["last4"] == "1111"  # the sealed number stays
 
 
 def test_adobe_order_is_placed_with_a_correlation_id_and_followed_until_final(runtime, db, sandbox, adobe):

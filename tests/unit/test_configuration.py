@@ -83,14 +83,17 @@ def test_docker_compose_matches_the_compose_specification():
     assert set(command[command.index("-Q") + 1].split(",")) == set(ALL_QUEUES)
     for name in ("worker", "beat", "flower"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["flower"]["command"][:2] == ["orderrelay", "flower"]
+    assert ":?" in services["flower"]["environment"]["FLOWER_BASIC_AUTH"]  # compose refuses to start without it
 
 
 def test_procfile_runs_each_process_with_the_celery_app():
     lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
     assert {"worker", "beat", "flower", "sandbox", "release", "api"} <= set(lines)
-    for name in ("worker", "beat", "flower"):
+    for name in ("worker", "beat"):
         argv = shlex.split(lines[name])
         assert argv[:3] == ["celery", "-A", "worker.app"]
+    assert shlex.split(lines["flower"].split("#")[0])[:2] == ["orderrelay", "flower"]  # guarded: no open Flower
     worker = shlex.split(lines["worker"])
     assert "-E" in worker
     assert set(worker[worker.index("-Q") + 1].split(",")) == set(ALL_QUEUES)

@@ -93,8 +93,9 @@ def test_storable_cleans_keys_and_values_redacts_card_fields_and_caps_depth():
 
 
 def test_error_texts_are_kept_without_card_numbers_or_e_mail_addresses():
-    text = "DETAIL: 4111 1111-1111 1111 for ada@example.com\nCONTEXT: JSON data, line 1: {...}"
-    assert redact_text(text) == "DETAIL: ***************1111 for [e-mail]"
+    text = "ERROR: 4111 1111-1111 1111 for ada@example.com\nCONTEXT: JSON data, line 1: {...}"
+    assert redact_text(text) == "ERROR: ***************1111 for [e-mail]"
+    assert redact_text("DETAIL: Key (email)=(ada@example.com) already exists.") == "DETAIL: [left out]"
 
 
 # The seed's patterns as the seed wrote them (ECMA-262's \s spelt out), run by Python's re as whole matches.

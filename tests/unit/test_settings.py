@@ -101,3 +101,37 @@ def test_provider_specific_variables(environ):
         load_settings()
     assert "ORDERRELAY_CHAIZ_ORDER_PATH: Must start with /." in str(info.value)
     assert "ORDERRELAY_ADOBE_VIP_API_KEY" in str(info.value)
+
+
+def test_api_keys_are_configured_by_hash_with_a_name_and_a_role(environ):
+    from config.settings import find_key, key_entry
+
+    entries = [
+        key_entry("shop", "k" * 32),
+        key_entry("ops", "o" * 32, "operator"),
+        key_entry("prom", "m" * 32, "metrics"),
+    ]
+    environ.setenv("ORDERRELAY_API_KEYS", ",".join(entries))
+    keys = load_settings().api_keys
+    assert [(k.name, k.role) for k in keys] == [("shop", "producer"), ("ops", "operator"), ("prom", "metrics")]
+    assert find_key(keys, "o" * 32).name == "ops"
+    assert find_key(keys, "x" * 32) is None
+    assert "k" * 32 not in ",".join(entries)  # only the hash is in the environment
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["a-plain-key-of-32-characters-0000", "shop=sha256:abc", "shop:admin=sha256:" + "0" * 64, "=sha256:" + "0" * 64],
+)
+def test_an_api_key_in_clear_or_malformed_is_refused_with_how_to_make_one(environ, entry):
+    environ.setenv("ORDERRELAY_API_KEYS", entry)
+    with pytest.raises(ConfigError, match="orderrelay keygen api-key NAME"):
+        load_settings()
+
+
+def test_two_keys_may_not_share_a_name(environ):
+    from config.settings import key_entry
+
+    environ.setenv("ORDERRELAY_API_KEYS", f"{key_entry('shop', 'a' * 32)},{key_entry('shop', 'b' * 32, 'operator')}")
+    with pytest.raises(ConfigError, match="name of its own"):
+        load_settings()
