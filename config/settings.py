@@ -120,7 +120,7 @@ class Settings:
     max_attempts: int = 5
     backoff_base: float = 1.0
     backoff_max: float = 300.0
-    countdown_horizon: float = 300.0
+    countdown_horizon: float = 20.0
     lease_seconds: float = 60.0
     sweep_interval: float = 15.0
     follow_up_interval: float = 300.0
@@ -130,7 +130,7 @@ class Settings:
     max_in_flight: int = 256
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
-    visibility_timeout: float = 3600.0
+    visibility_timeout: float = 30.0
     log_level: str = "INFO"
     log_format: str = "text"
     api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)
@@ -192,7 +192,7 @@ def load_settings() -> Settings:
             max_attempts=env.int("MAX_ATTEMPTS", 5, validate=Range(min=1, max=100)),
             backoff_base=env.float("BACKOFF_BASE", 1.0, validate=Range(min=0)),
             backoff_max=env.float("BACKOFF_MAX", 300.0, validate=Range(min=0)),
-            countdown_horizon=env.float("COUNTDOWN_HORIZON", 300.0, validate=Range(min=0)),
+            countdown_horizon=env.float("COUNTDOWN_HORIZON", 20.0, validate=Range(min=0)),
             lease_seconds=env.float("LEASE_SECONDS", 60.0, validate=Range(min=3)),
             sweep_interval=env.float("SWEEP_INTERVAL", 15.0, validate=Range(min=0.5)),
             follow_up_interval=env.float("FOLLOW_UP_INTERVAL", 300.0, validate=Range(min=1)),
@@ -202,7 +202,7 @@ def load_settings() -> Settings:
             max_in_flight=env.int("MAX_IN_FLIGHT", 256, validate=Range(min=1, max=100_000)),
             breaker_failures=env.int("BREAKER_FAILURES", 5, validate=Range(min=1, max=10_000)),
             breaker_cooldown=env.float("BREAKER_COOLDOWN", 30.0, validate=Range(min=0.1)),
-            visibility_timeout=env.float("VISIBILITY_TIMEOUT", 3600.0, validate=Range(min=60)),
+            visibility_timeout=env.float("VISIBILITY_TIMEOUT", 30.0, validate=Range(min=10)),
             log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
             log_format=env.str("LOG_FORMAT", "text", validate=OneOf(["text", "json"])),
             api_keys=env.list("API_KEYS", [], validate=_api_keys),

@@ -319,6 +319,7 @@ def rotate_keys() -> None:
 
 def _broker_view(timeout: float = 1.0) -> dict:
     """Queue depths and the workers that answer a ping; errors say the broker is away, not a traceback."""
+    from orderrelay.broker import reserved
     from orderrelay.constants import ALL_QUEUES
     from worker.app import app
 
@@ -333,9 +334,11 @@ def _broker_view(timeout: float = 1.0) -> dict:
             channel = conn.default_channel
             depths = {queue: depth(channel, queue) for queue in ALL_QUEUES}
         workers = sorted(name for reply in app.control.ping(timeout=timeout) for name in reply)
+        url = _settings().broker_url
+        held = reserved(url) if url.startswith(("redis://", "rediss://")) else {}
     except Exception as exc:
         return {"error": f"broker unreachable: {type(exc).__name__}: {exc}", "queues": {}, "workers": []}
-    return {"queues": depths, "workers": workers}
+    return {"queues": depths, "workers": workers, "reserved": held}
 
 
 @main.command()
@@ -360,6 +363,16 @@ def status(as_json: bool) -> None:
     for name, depth in view["queues"].items():
         queues.add_row(name, str(depth))
     console.print(queues)
+    held = view.get("reserved") or {}
+    if held:
+        oldest = f", the oldest for {held['oldest_seconds']} s" if held["oldest_seconds"] is not None else ""
+        console.print(
+            f"reserved by workers, not yet acknowledged: {held['reserved']} message(s), "
+            f"{held['jobs_before_intake']} of them jobs not yet taken in{oldest}"
+        )
+        console.print(f"jobs the producer sent that are not yet orders: {held['jobs_noted_not_rows']}")
+        if held["restore_locked_seconds"]:
+            console.print(f"restoring reserved messages is locked for {held['restore_locked_seconds']} s more")
     console.print(f"workers answering: {', '.join(view['workers']) or 'none'}")
     table = Table("provider", "status", "orders", "oldest change", title="orders")
     for row in view["orders"]:
@@ -412,17 +425,26 @@ def sandbox(host: str, port: int) -> None:
 
 
 @main.command()
-@click.option("--orders", default=500, show_default=True, type=click.IntRange(5, 100_000))
-@click.option("--kills", default=5, show_default=True, type=click.IntRange(0, 1000), help="Workers to SIGKILL.")
+@click.option("--orders", default=5000, show_default=True, type=click.IntRange(5, 100_000))
+@click.option("--kills", default=20, show_default=True, type=click.IntRange(0, 1000), help="Workers to SIGKILL.")
+@click.option("--freezes", default=3, show_default=True, type=click.IntRange(0, 100), help="Workers to SIGSTOP.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16))
-@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for every order to end.")
-@click.option("--seed", type=int, help="Seed for the faults and kills, to repeat a run.")
+@click.option("--rate", default=100.0, show_default=True, help="Orders sent per second.")
+@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to wait for every order to end.")
+@click.option("--seed", type=int, help="Seed for the faults and the damage, to repeat a run.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON here.")
-def chaos(orders: int, kills: int, workers: int, timeout: float, seed: int | None, out: Path | None) -> None:
-    """The fault drill: kill workers mid-call, flush Redis, cut Postgres; count lost and duplicate orders."""
+def chaos(
+    orders: int, kills: int, freezes: int, workers: int, rate: float, timeout: float, seed: int | None, out: Path | None
+) -> None:
+    """The fault drill, on a Redis and a PostgreSQL of its own: workers killed and frozen, Redis killed (always and
+    everysec) and flushed, PostgreSQL restarted, providers failing after they made the order; then every job is
+    checked against what its provider holds."""
     from orderrelay.chaos import run
 
-    sys.exit(run(orders=orders, kills=kills, workers=workers, timeout=timeout, seed=seed, out=out))
+    code = run(
+        orders=orders, kills=kills, freezes=freezes, workers=workers, rate=rate, timeout=timeout, seed=seed, out=out
+    )
+    sys.exit(code)
 
 
 FLOWER_COLUMNS = "name,uuid,state,received,started,runtime,worker"  # no argument or result columns

@@ -63,16 +63,20 @@ class Harness:
 
 
 @contextlib.contextmanager
-def harness(name: str, **settings: str) -> Iterator[Harness]:
+def harness(
+    name: str, *, broker_url: str | None = None, database_url: str | None = None, **settings: str
+) -> Iterator[Harness]:
     """Services, migrations and the sandbox; ``settings`` are ORDERRELAY_* overrides (``sweep_interval="2"``).
 
-    The process logs are kept in a temporary folder, printed at the end.
+    The broker and database are the ones given, else ORDERRELAY_BROKER_URL / ORDERRELAY_DATABASE_URL, else
+    embedded ones. The process logs are kept in a temporary folder, printed at the end.
     """
     from config.settings import get_settings
     from store.db import migrate
 
     logs = Path(tempfile.mkdtemp(prefix=f"orderrelay-{name}-"))
-    broker, database = os.environ.get("ORDERRELAY_BROKER_URL"), os.environ.get("ORDERRELAY_DATABASE_URL")
+    broker = broker_url or os.environ.get("ORDERRELAY_BROKER_URL")
+    database = database_url or os.environ.get("ORDERRELAY_DATABASE_URL")
     with embedded.services(broker, database) as (broker_url, database_url, notes):
         for note in notes:
             console.print(f"[dim]using {note}[/]")

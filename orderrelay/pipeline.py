@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import providers
 from config.settings import Settings
+from orderrelay import pending
 from orderrelay.breaker import Guard
 from orderrelay.constants import PROVIDER_IDS, Outcome, Status
 from orderrelay.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
@@ -46,6 +47,7 @@ class Runtime(Protocol):
     vault: Vault
     guard: Guard
     leases: Leases
+    notes: Any  # the Redis client of orderrelay.pending, or None
     name: str
 
     def run(self, coro: Any) -> Any: ...
@@ -576,6 +578,17 @@ def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
             with conn.transaction():
                 _recover(conn, row, providers.get(row["provider"]), rt.settings)
         return store.sweep_due(conn, grace=rt.settings.requeue_grace)
+
+
+def jobs_lost(rt: Runtime) -> list[tuple[str, dict]]:
+    """Jobs the producer noted that are neither rows nor anywhere in Redis (see orderrelay.pending): (message id,
+    job) of each, to send again under the same message id."""
+
+    def recorded(ids: list[str]) -> list[str]:
+        with rt.db.connection() as conn:
+            return store.recorded_messages(conn, ids)
+
+    return pending.lost(rt.notes, recorded, grace=rt.settings.requeue_grace)
 
 
 def _recover(conn: Any, row: dict, provider: Any, settings: Settings) -> None:

@@ -87,6 +87,7 @@ def worker(
     queues: tuple[str, ...] = ALL_QUEUES,
     quiet: bool = False,
     include: tuple[str, ...] = (),
+    wait: bool = True,
 ) -> Process:
     """A Celery worker; ``quiet`` logs warnings only (no line per task), as a benchmark wants; ``include`` names
     task modules beyond orderrelay's own (the benchmark's)."""
@@ -117,7 +118,8 @@ def worker(
         env,
         log_dir / f"{name}.log",
     )
-    proc.wait_for("orderrelay worker ready", timeout=60)
+    if wait:
+        proc.wait_for("orderrelay worker ready", timeout=60)
     return proc
 
 

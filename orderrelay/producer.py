@@ -18,6 +18,7 @@ from celery import Celery
 
 import providers
 from config.settings import get_producer_settings
+from orderrelay import pending
 from orderrelay.broker import reuse_redis_clients
 from orderrelay.constants import QUEUE_ORDERS, TASK_SUBMIT
 from orderrelay.logs import shown_job
@@ -58,5 +59,17 @@ def send(
         kwargs["not_before"] = not_before
     message_id = str(uuid.uuid4())
     shown = shown_job(kwargs)
-    app.send_task(TASK_SUBMIT, kwargs=kwargs, task_id=message_id, queue=QUEUE_ORDERS, argsrepr="()", kwargsrepr=shown)
+    with app.producer_or_acquire() as publisher:
+        app.send_task(
+            TASK_SUBMIT,
+            kwargs=kwargs,
+            task_id=message_id,
+            queue=QUEUE_ORDERS,
+            argsrepr="()",
+            kwargsrepr=shown,
+            producer=publisher,
+        )
+        if publisher.connection.transport.driver_type == "redis":  # see orderrelay.pending
+            with publisher.channel.conn_or_acquire() as client:
+                pending.note(client, message_id, kwargs)
     return str(order_id_for(idempotency_key, message_id))

@@ -261,6 +261,11 @@ def late_answer(
     ).fetchone()
 
 
+def recorded_messages(conn: Connection, message_ids: list[str]) -> list[str]:
+    """The message ids among these that jobs taken in (orders, or rejected ones) already carry."""
+    return [r["message_id"] for r in conn.execute(queries.RECORDED_MESSAGES, {"ids": message_ids})]
+
+
 def ref_owners(conn: Connection, provider: str, refs: list[str], *, besides: uuid.UUID) -> set[str]:
     """The references among ``refs`` that orders other than ``besides`` already hold."""
     rows = conn.execute(queries.REF_OWNERS, {"provider": provider, "refs": refs, "id": besides})

@@ -218,6 +218,9 @@ SELECT cur.status AS status_before, cur.provider_ref AS ref_before, cur.provider
 FROM cur
 """
 
+# Which of these message ids are orders (jobs taken in) already.
+RECORDED_MESSAGES = "SELECT message_id FROM orders WHERE message_id = ANY(%(ids)s)"
+
 # References of a provider that other orders of ours already hold: a lookup never adopts them.
 REF_OWNERS = """
 SELECT provider_ref FROM orders WHERE provider = %(provider)s AND provider_ref = ANY(%(refs)s) AND id <> %(id)s

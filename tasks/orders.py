@@ -14,10 +14,11 @@ import uuid
 
 from celery._state import _task_stack  # the stack Celery's own Task.__call__ keeps (see AnyArguments)
 
-from orderrelay import notify, operations, pipeline
+from orderrelay import notify, operations, pending, pipeline
 from orderrelay.constants import (
     PROVIDER_QUEUES,
     QUEUE_NOTIFICATIONS,
+    QUEUE_ORDERS,
     TASK_DELIVER,
     TASK_ERASE_CARD_DATA,
     TASK_FOLLOW_UP,
@@ -105,10 +106,9 @@ def submit(*args, **job) -> dict:
     """
     if args:
         job = {"_positional_arguments": len(args), **job}
-    request = submit.request
-    step = pipeline.intake(
-        runtime.current(), job, message_id=request.id, claim=True, give_up=request.retries >= POISON_RETRIES
-    )
+    request, rt = submit.request, runtime.current()
+    step = pipeline.intake(rt, job, message_id=request.id, claim=True, give_up=request.retries >= POISON_RETRIES)
+    pending.taken_in(rt.notes, request.id)
     return _follow(step)
 
 
@@ -123,10 +123,15 @@ def place(order_id: str) -> dict:
 @clean_errors
 def sweep() -> dict:
     """Recover lost work from Postgres and send a message for each due order."""
-    due = pipeline.sweep(runtime.current())
+    rt = runtime.current()
+    due = pipeline.sweep(rt)
     for order_id, provider in due:
         send_place(order_id, provider)
-    return {"enqueued": len(due)}
+    lost = pipeline.jobs_lost(rt)
+    for message_id, job in lost:  # lost in kombu's hand-over: sent again, the same message id (deduplicated)
+        log.warning("job %s was lost before intake; sending it again", message_id)
+        submit.apply_async(kwargs=job, task_id=message_id, queue=QUEUE_ORDERS)
+    return {"enqueued": len(due), "jobs_sent_again": len(lost)}
 
 
 @app.task(name=TASK_FOLLOW_UP, **RETRY)

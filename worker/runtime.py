@@ -16,6 +16,7 @@ from typing import Any
 import kombu.exceptions
 
 from config.settings import Settings, get_settings
+from orderrelay import pending
 from orderrelay.breaker import Guard
 from orderrelay.leases import Leases
 from orderrelay.vault import Vault
@@ -45,6 +46,7 @@ class Runtime:
         )
         self.db = make_pool(settings.database_url, settings.db_pool_size)
         self.leases = Leases(self.db, settings.lease_seconds)
+        self.notes = pending.client_for(settings.broker_url)  # jobs the producer noted, until they are rows
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="orderrelay-loop", daemon=True)
         self._thread.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -235,22 +236,25 @@ def test_a_connection_dropped_after_create(provider, status, worker, celery_app,
     assert sandbox.orders(provider)["count"] == 1
 
 
-def test_a_short_fault_drill_loses_and_doubles_nothing(service_env, tmp_path):
-    broker = service_env["ORDERRELAY_BROKER_URL"].rsplit("/", 1)[0] + "/13"  # its own workers, its own queues
-    env = {k: v for k, v in service_env.items() if not k.startswith("ORDERRELAY_")}
-    env.update(ORDERRELAY_BROKER_URL=broker, ORDERRELAY_DATABASE_URL=service_env["ORDERRELAY_DATABASE_URL"])
+def test_a_short_fault_drill_loses_doubles_and_contradicts_nothing(tmp_path):
+    # The drill starts its own Redis and PostgreSQL (it kills and restarts them), its own sandbox and workers.
     out = tmp_path / "drill.json"
     result = run_cli(
-        env, "chaos", "--orders", "60", "--kills", "2", "--seed", "3", "--timeout", "150", "--out", str(out)
+        dict(os.environ),
+        *("chaos", "--orders", "250", "--kills", "5", "--freezes", "1", "--seed", "3", "--timeout", "240"),
+        *("--out", str(out)),
     )
     report = json.loads(out.read_text())
     assert result.returncode == 0, result.stdout[-3000:]
     assert report["passed"] is True
-    assert report["lost"] == []
+    assert report["lost_before_intake"].get("always", []) == []
+    assert not any(report["lost_after_intake"].values()) and report["contradictions"] == []
     assert set(report["duplicates"].values()) == {0}
-    assert report["worker_kills"] == 2
-    assert report["redis_flushes"] == 1
-    assert sum(report["end_states"].values()) == 60
+    assert (report["worker_kills"], report["worker_freezes"], report["redis_flushes"]) == (5, 1, 1)
+    assert report["redis_restarts"] == {"always": 1, "everysec": 1}
+    assert report["postgres_restarts"] == 1
+    assert report["not_delivered"] == []
+    assert sum(report["end_states"].values()) + sum(map(len, report["lost_before_intake"].values())) == 250
 
 
 def test_a_wait_survives_a_redis_flush_and_a_worker_restart(worker, celery_app, service_env, logs, db, sandbox):

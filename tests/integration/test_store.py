@@ -133,6 +133,28 @@ def test_the_pool_replaces_connections_the_server_ended_without_failing_a_checko
     assert pool.get_stats().get("connections_lost", 0) >= 1
 
 
+def test_a_checkout_after_the_server_ended_every_pooled_connection_gets_a_fresh_one(database_url):
+    """Every connection of a full pool terminated at once (a restart, an operator's pg_terminate_backend): the
+    next checkout gets a working connection well within its timeout, instead of testing the dead ones one by
+    one with psycopg_pool's growing pauses between them (1, 2, 4 s ... which exhausted a 30 s timeout)."""
+    from store.db import make_pool
+
+    pool = make_pool(database_url, 8)
+    try:
+        held = [pool.getconn(timeout=10) for _ in range(8)]  # the pool grows to eight connections
+        pids = {conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"] for conn in held}
+        for conn in held:
+            pool.putconn(conn)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [list(pids)])
+        time.sleep(0.2)
+        for _ in range(3):
+            with pool.connection(timeout=5) as conn:
+                assert conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"] not in pids
+    finally:
+        pool.close()
+
+
 def test_pooled_connections_commit_each_statement_and_roll_back_a_failed_transaction(pool, db):
     with pool.connection() as conn:
         insert(conn, message_id="m-own")

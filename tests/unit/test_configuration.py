@@ -77,7 +77,8 @@ def test_docker_compose_matches_the_compose_specification():
     jsonschema.validate(compose, schema)
     services = compose["services"]
     assert {"redis", "postgres", "migrate", "worker", "beat", "flower", "sandbox", "api"} <= set(services)
-    assert "--appendonly" in " ".join(services["redis"]["command"])
+    redis_command = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_command and "--appendfsync always" in redis_command  # jobs before intake
     command = services["worker"]["command"]
     assert "-E" in command
     assert set(command[command.index("-Q") + 1].split(",")) == set(ALL_QUEUES)

@@ -62,6 +62,9 @@ def test_submit_sends_orders_submit_with_the_job_and_a_redacted_repr(fake_broker
     assert kwargs == {"provider": "extend", "order": order, "idempotency_key": "k-9"}
     assert "Ada Lovelace" not in headers["kwargsrepr"]
     assert "ada@example.com" not in headers["kwargsrepr"]
+    # noted beside the message, under its id, until a worker has taken it in (orderrelay.pending)
+    (noted,) = fake_broker.hgetall("orderrelay:jobs-not-taken-in").items()
+    assert noted[0].decode() == headers["id"] and json.loads(noted[1])["kwargs"] == kwargs
 
 
 def test_submit_refuses_a_file_that_is_not_json(fake_broker, tmp_path):
@@ -85,6 +88,8 @@ def test_card_fields_leave_the_process_sealed(fake_broker, tmp_path):
     assert result.exit_code == 0, result.output
     (raw,) = fake_broker.lrange("orders", 0, -1)
     assert TEST_CARD.encode() not in raw
+    (noted,) = fake_broker.hvals("orderrelay:jobs-not-taken-in")
+    assert TEST_CARD.encode() not in noted and b'"123"' not in noted
     assert b'"123"' not in base64.b64decode(json.loads(raw)["body"])
     _, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
     assert kwargs["order"]["payment"]["accountNumber"]["last4"] == "1111"
