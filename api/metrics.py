@@ -1,25 +1,17 @@
-"""Prometheus metrics computed from Postgres at scrape time, so they are right however many workers run."""
+"""Prometheus metrics read from Postgres at scrape time, so they are right however many workers run.
+
+They come from the totals Postgres maintains (migration 0007), never from a scan of orders or attempts: a scrape
+costs the same at ten orders or ten million.
+"""
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
-_buckets = ", ".join(f"count(*) FILTER (WHERE latency_ms <= {b}) AS le_{b}" for b in BUCKETS_MS)
-
-ORDERS = "SELECT coalesce(provider, '') AS provider, status, count(*) AS n FROM orders GROUP BY 1, 2"
-ATTEMPTS = """
-SELECT o.provider, coalesce(a.outcome, 'running') AS outcome, count(*) AS n
-FROM attempts a JOIN orders o ON o.id = a.order_id GROUP BY 1, 2
-"""
-LATENCY = f"""
-SELECT o.provider, count(*) AS n, coalesce(sum(latency_ms), 0) AS total, {_buckets}
-FROM attempts a JOIN orders o ON o.id = a.order_id WHERE latency_ms IS NOT NULL GROUP BY 1
-"""  # noqa: S608 - the bucket bounds are constants
-WAITING = """
-SELECT count(*) AS n, extract(epoch FROM min(due_at)) AS oldest_due FROM orders WHERE status = 'waiting'
-"""
+from store import orders as store
 
 
 class PostgresCollector:
@@ -30,30 +22,42 @@ class PostgresCollector:
 
     def collect(self):
         with self.pool.connection() as conn:
-            orders = conn.execute(ORDERS).fetchall()
-            attempts = conn.execute(ATTEMPTS).fetchall()
-            latency = conn.execute(LATENCY).fetchall()
-            waiting = conn.execute(WAITING).fetchone()
+            orders = store.counts(conn)
+            bounds, attempts = store.attempt_totals(conn)
+            oldest_due = store.oldest_due(conn)
         family = GaugeMetricFamily("orderrelay_orders", "Orders by provider and status", labels=["provider", "status"])
         for row in orders:
-            family.add_metric([row["provider"], row["status"]], row["n"])
+            family.add_metric([row["provider"] or "", row["status"]], row["n"])
         yield family
-        family = CounterMetricFamily("orderrelay_attempts", "Provider calls by outcome", labels=["provider", "outcome"])
+        by_outcome: dict[tuple[str, str], int] = defaultdict(int)
+        by_bucket: dict[str, dict[float, int]] = defaultdict(lambda: defaultdict(int))
+        total_ms: dict[str, float] = defaultdict(float)
         for row in attempts:
-            family.add_metric([row["provider"], row["outcome"]], row["n"])
+            by_outcome[row["provider"], row["outcome"]] += row["n"]
+            if row["le"] >= 0:  # a latency was recorded
+                by_bucket[row["provider"]][row["le"]] += row["n"]
+                total_ms[row["provider"]] += row["total_ms"]
+        family = CounterMetricFamily("orderrelay_attempts", "Provider calls by outcome", labels=["provider", "outcome"])
+        for (provider, outcome), n in sorted(by_outcome.items()):
+            family.add_metric([provider, outcome], n)
         yield family
         family = HistogramMetricFamily(
             "orderrelay_provider_latency_seconds", "Provider call latency", labels=["provider"]
         )
-        for row in latency:
-            buckets = [(str(b / 1000), row[f"le_{b}"]) for b in BUCKETS_MS] + [("+Inf", row["n"])]
-            family.add_metric([row["provider"]], buckets, sum_value=float(row["total"]) / 1000)
+        for provider, counts in sorted(by_bucket.items()):
+            buckets, below = [], 0
+            for bound in bounds:
+                below += counts.get(bound, 0)
+                buckets.append((str(bound / 1000), below))
+            buckets.append(("+Inf", sum(counts.values())))
+            family.add_metric([provider], buckets, sum_value=total_ms[provider] / 1000)
         yield family
-        yield GaugeMetricFamily("orderrelay_orders_waiting", "Orders waiting for their due time", value=waiting["n"])
+        waiting = sum(row["n"] for row in orders if row["status"] == "waiting")
+        yield GaugeMetricFamily("orderrelay_orders_waiting", "Orders waiting for their due time", value=waiting)
         yield GaugeMetricFamily(
             "orderrelay_oldest_due_timestamp_seconds",
             "Due time of the oldest waiting order (Unix time; 0 when none waits)",
-            value=float(waiting["oldest_due"] or 0),
+            value=oldest_due.timestamp() if oldest_due else 0.0,
         )
 
 

@@ -376,7 +376,7 @@ def status(as_json: bool) -> None:
     console.print(f"workers answering: {', '.join(view['workers']) or 'none'}")
     table = Table("provider", "status", "orders", "oldest change", title="orders")
     for row in view["orders"]:
-        table.add_row(row["provider"] or "-", row["status"], str(row["n"]), str(row["oldest"])[:19])
+        table.add_row(row["provider"] or "-", row["status"], str(row["n"]), str(row["oldest"] or "-")[:19])
     console.print(table)
     failures = Table("id", "provider", "status", "when", "error", title="recent failures")
     for row in view["recent_failures"]:

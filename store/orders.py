@@ -402,8 +402,35 @@ def circuits(conn: Connection) -> list[dict]:
 
 
 def counts(conn: Connection) -> list[dict]:
-    """How many orders each provider has in each status, and the oldest last change among them."""
-    return conn.execute(queries.COUNTS).fetchall()
+    """How many orders each provider has in each status (from the maintained totals), and the oldest last change
+    among those still waiting for something (None for end states)."""
+    conn.execute(queries.FOLD_ORDER_TOTALS)
+    oldest = {(r["provider"], r["status"]): r["oldest"] for r in conn.execute(queries.OLDEST_OPEN)}
+    rows = [
+        {"provider": r["provider"] or None, "status": r["status"], "n": r["n"]}
+        for r in conn.execute(queries.ORDER_TOTALS)
+    ]
+    for row in rows:
+        row["oldest"] = oldest.get((row["provider"], row["status"]))
+    return sorted(rows, key=lambda r: (r["provider"] is None, r["provider"] or "", r["status"]))
+
+
+def attempt_totals(conn: Connection) -> tuple[list[float], list[dict]]:
+    """The histogram's bounds (ms) and the attempts by provider, outcome and latency bucket (``le``)."""
+    conn.execute(queries.FOLD_ATTEMPT_TOTALS)
+    bounds = conn.execute(queries.LATENCY_BOUNDS).fetchone()["bounds"]
+    return bounds, conn.execute(queries.ATTEMPT_TOTALS).fetchall()
+
+
+def oldest_due(conn: Connection) -> datetime | None:
+    """The due time of the oldest waiting order (the first entry of the index of due orders)."""
+    return conn.execute(queries.OLDEST_DUE).fetchone()["due_at"]
+
+
+def fold_totals(conn: Connection) -> None:
+    """Fold the deltas written since the last fold into the totals (the sweep does, so they stay few)."""
+    conn.execute(queries.FOLD_ORDER_TOTALS)
+    conn.execute(queries.FOLD_ATTEMPT_TOTALS)
 
 
 def sealed_orders(conn: Connection, *, after: uuid.UUID, limit: int = 500) -> list[dict]:

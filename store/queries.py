@@ -338,10 +338,47 @@ SET state = excluded.state, failures = excluded.failures, open_until = excluded.
 
 CIRCUITS = "SELECT * FROM provider_circuits ORDER BY provider, worker"
 
-COUNTS = """
-SELECT provider, status, count(*) AS n, min(updated_at) AS oldest FROM orders
-GROUP BY provider, status ORDER BY provider NULLS LAST, status
+# The maintained totals (migration 0007): the deltas written since the last fold are folded into the totals by one
+# reader at a time (the others read totals + deltas, which is the same sum); the cost follows the rate of change,
+# never the size of the tables.
+FOLD_ORDER_TOTALS = """
+WITH folder AS (
+    SELECT pg_try_advisory_xact_lock(hashtext('orderrelay:fold-order-totals')) AS alone
+), moved AS (
+    DELETE FROM order_total_deltas WHERE (SELECT alone FROM folder) RETURNING provider, status, n
+)
+INSERT INTO order_totals AS t (provider, status, n)
+SELECT provider, status, sum(n) FROM moved GROUP BY provider, status
+ON CONFLICT (provider, status) DO UPDATE SET n = t.n + excluded.n
 """
+ORDER_TOTALS = """
+SELECT provider, status, sum(n)::bigint AS n FROM (
+    SELECT provider, status, n FROM order_totals UNION ALL SELECT provider, status, n FROM order_total_deltas
+) AS x GROUP BY provider, status HAVING sum(n) <> 0
+"""
+FOLD_ATTEMPT_TOTALS = """
+WITH folder AS (
+    SELECT pg_try_advisory_xact_lock(hashtext('orderrelay:fold-attempt-totals')) AS alone
+), moved AS (
+    DELETE FROM attempt_total_deltas WHERE (SELECT alone FROM folder) RETURNING provider, outcome, le, n, total_ms
+)
+INSERT INTO attempt_totals AS t (provider, outcome, le, n, total_ms)
+SELECT provider, outcome, le, sum(n), sum(total_ms) FROM moved GROUP BY provider, outcome, le
+ON CONFLICT (provider, outcome, le) DO UPDATE SET n = t.n + excluded.n, total_ms = t.total_ms + excluded.total_ms
+"""
+ATTEMPT_TOTALS = """
+SELECT provider, outcome, le, sum(n)::bigint AS n, sum(total_ms) AS total_ms FROM (
+    SELECT provider, outcome, le, n, total_ms FROM attempt_totals
+    UNION ALL SELECT provider, outcome, le, n, total_ms FROM attempt_total_deltas
+) AS x GROUP BY provider, outcome, le HAVING sum(n) <> 0
+"""
+LATENCY_BOUNDS = "SELECT orderrelay_latency_bounds() AS bounds"
+# The oldest change among orders still waiting for something (the partial index orders_open holds only those).
+OLDEST_OPEN = """
+SELECT provider, status, min(updated_at) AS oldest FROM orders
+WHERE status IN ('received', 'waiting', 'queued', 'placing', 'retrying', 'in_doubt') GROUP BY provider, status
+"""
+OLDEST_DUE = "SELECT min(due_at) AS due_at FROM orders WHERE status = 'waiting'"
 
 # Orders holding sealed card data (for key rotation), by id, a batch at a time.
 SEALED_ORDERS = """

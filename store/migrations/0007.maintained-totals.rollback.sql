@@ -1,0 +1,14 @@
+DROP INDEX orders_open;
+DROP TRIGGER attempts_truncated ON attempts;
+DROP TRIGGER orders_truncated ON orders;
+DROP TRIGGER attempts_count ON attempts;
+DROP TRIGGER orders_count_change ON orders;
+DROP TRIGGER orders_count ON orders;
+DROP FUNCTION orderrelay_totals_truncated();
+DROP FUNCTION orderrelay_count_attempt();
+DROP FUNCTION orderrelay_count_order();
+DROP FUNCTION orderrelay_latency_bounds();
+DROP TABLE attempt_total_deltas;
+DROP TABLE attempt_totals;
+DROP TABLE order_total_deltas;
+DROP TABLE order_totals;
