@@ -7,6 +7,7 @@ DROP TRIGGER orders_count ON orders;
 DROP FUNCTION orderrelay_totals_truncated();
 DROP FUNCTION orderrelay_count_attempt();
 DROP FUNCTION orderrelay_count_order();
+DROP FUNCTION orderrelay_latency_le(double precision);
 DROP FUNCTION orderrelay_latency_bounds();
 DROP TABLE attempt_total_deltas;
 DROP TABLE attempt_totals;

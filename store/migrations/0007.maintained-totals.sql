@@ -27,7 +27,7 @@ CREATE TABLE attempt_total_deltas (
     total_ms double precision NOT NULL
 );
 
--- The histogram's bounds, in ms, for readers (api/metrics.py); the trigger below holds the same constant.
+-- The histogram's bounds, in ms, for readers (api/metrics.py); orderrelay_latency_le holds the same constant.
 CREATE FUNCTION orderrelay_latency_bounds() RETURNS double precision[] LANGUAGE sql IMMUTABLE
 AS $$ SELECT '{10,25,50,100,250,500,1000,2500,5000,10000,30000}'::double precision[] $$;
 
@@ -45,33 +45,36 @@ BEGIN
 END
 $$;
 
+-- The bucket a latency falls in: the smallest bound it fits under, 'Infinity' above the last, -1 for none.
+CREATE FUNCTION orderrelay_latency_le(ms double precision) RETURNS double precision LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    bounds CONSTANT double precision[] := '{10,25,50,100,250,500,1000,2500,5000,10000,30000}';
+BEGIN
+    IF ms IS NULL THEN
+        RETURN -1;
+    END IF;
+    FOR i IN 1 .. array_length(bounds, 1) LOOP
+        IF ms <= bounds[i] THEN
+            RETURN bounds[i];
+        END IF;
+    END LOOP;
+    RETURN 'Infinity';
+END
+$$;
+
 -- An attempt counts once its outcome is known (a late answer may change it: the old one is taken back).
 CREATE FUNCTION orderrelay_count_attempt() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    bounds CONSTANT double precision[] := '{10,25,50,100,250,500,1000,2500,5000,10000,30000}';
     p text;
-    le double precision;
 BEGIN
-    SELECT provider INTO p FROM orders WHERE id = NEW.order_id;
+    SELECT coalesce(provider, '') INTO p FROM orders WHERE id = NEW.order_id;
     IF OLD.outcome IS NOT NULL THEN
-        le := -1;
-        IF OLD.latency_ms IS NOT NULL THEN
-            le := 'Infinity';
-            FOR i IN 1 .. array_length(bounds, 1) LOOP
-                IF OLD.latency_ms <= bounds[i] THEN le := bounds[i]; EXIT; END IF;
-            END LOOP;
-        END IF;
-        INSERT INTO attempt_total_deltas VALUES (coalesce(p, ''), OLD.outcome, le, -1, -coalesce(OLD.latency_ms, 0));
+        INSERT INTO attempt_total_deltas
+        VALUES (coalesce(p, ''), OLD.outcome, orderrelay_latency_le(OLD.latency_ms), -1, -coalesce(OLD.latency_ms, 0));
     END IF;
     IF NEW.outcome IS NOT NULL THEN
-        le := -1;
-        IF NEW.latency_ms IS NOT NULL THEN
-            le := 'Infinity';
-            FOR i IN 1 .. array_length(bounds, 1) LOOP
-                IF NEW.latency_ms <= bounds[i] THEN le := bounds[i]; EXIT; END IF;
-            END LOOP;
-        END IF;
-        INSERT INTO attempt_total_deltas VALUES (coalesce(p, ''), NEW.outcome, le, 1, coalesce(NEW.latency_ms, 0));
+        INSERT INTO attempt_total_deltas
+        VALUES (coalesce(p, ''), NEW.outcome, orderrelay_latency_le(NEW.latency_ms), 1, coalesce(NEW.latency_ms, 0));
     END IF;
     RETURN NULL;
 END
@@ -104,11 +107,7 @@ CREATE TRIGGER attempts_truncated AFTER TRUNCATE ON attempts FOR EACH STATEMENT
 -- What is there already (the triggers' lock on both tables holds writers off until this commits).
 INSERT INTO order_totals SELECT coalesce(provider, ''), status, count(*) FROM orders GROUP BY 1, 2;
 INSERT INTO attempt_totals
-SELECT coalesce(o.provider, ''), a.outcome,
-       CASE WHEN a.latency_ms IS NULL THEN -1
-            ELSE coalesce((SELECT min(b) FROM unnest(orderrelay_latency_bounds()) AS b WHERE a.latency_ms <= b),
-                          'Infinity') END,
-       count(*), coalesce(sum(a.latency_ms), 0)
+SELECT coalesce(o.provider, ''), a.outcome, orderrelay_latency_le(a.latency_ms), count(*), coalesce(sum(a.latency_ms), 0)
 FROM attempts a JOIN orders o ON o.id = a.order_id WHERE a.outcome IS NOT NULL GROUP BY 1, 2, 3;
 
 -- `status`'s oldest change among the orders that still wait for something (few, whatever the table's size).

@@ -146,3 +146,11 @@ def test_the_collector_reports_the_totals(runtime, db, sandbox):
     latency = {s.name: s.value for s in families["orderrelay_provider_latency_seconds"].samples if "_count" in s.name}
     assert latency == {"orderrelay_provider_latency_seconds_count": 1}
     assert families["orderrelay_attempts"].samples[0].value == 1
+
+
+def test_each_latency_falls_in_the_bucket_the_metrics_read_its_bounds_from(db):
+    bounds = db.execute("SELECT orderrelay_latency_bounds() AS b").fetchone()["b"]
+    for ms in (0.5, 10, 10.01, 99, 250, 29999, 30000, 30001):
+        expected = next((b for b in bounds if ms <= b), float("inf"))
+        assert db.execute("SELECT orderrelay_latency_le(%s) AS le", [ms]).fetchone()["le"] == expected
+    assert db.execute("SELECT orderrelay_latency_le(NULL) AS le").fetchone()["le"] == -1
