@@ -85,15 +85,9 @@ def _erase_cvc(conn, order: dict) -> None:
 
 
 def retry_failed_rounds(conn, *, rounds: int, interval: float) -> list[tuple[uuid.UUID, str]]:
-    """Requeue failed orders whose last error was retryable for their next scheduled round."""
-    due = []
-    for order_id in store.failed_for_retry(conn, rounds=rounds, interval=interval):
-        row = store.requeue(
-            conn, order_id, from_statuses=(Status.FAILED,), round_step=1, reason="scheduled retry round"
-        )
-        if row is not None:
-            due.append((row["id"], row["provider"]))
-    return due
+    """Requeue failed orders that certainly made nothing for their next scheduled round (never one an operator
+    resolved, never past the last round, however many runs overlap)."""
+    return [(row["id"], row["provider"]) for row in store.requeue_rounds(conn, rounds=rounds, interval=interval)]
 
 
 def rotate_keys(conn, vault, *, on_batch=lambda n: None) -> int:

@@ -376,10 +376,10 @@ def resolve(conn: Connection, order_id: uuid.UUID, *, to_status: str, provider_r
     return row is not None
 
 
-def failed_for_retry(conn: Connection, *, rounds: int, interval: float, limit: int = 500) -> list[uuid.UUID]:
-    """Failed orders whose last error was retryable, failed at least ``interval`` seconds ago, rounds left."""
-    rows = conn.execute(queries.FAILED_FOR_RETRY, {"rounds": rounds, "interval": interval, "limit": limit})
-    return [r["id"] for r in rows]
+def requeue_rounds(conn: Connection, *, rounds: int, interval: float, limit: int = 500) -> list[dict]:
+    """Queue the next scheduled round of failed orders that certainly made nothing (see ``REQUEUE_ROUNDS``)."""
+    params = {"rounds": rounds, "interval": interval, "limit": limit}
+    return conn.execute(queries.REQUEUE_ROUNDS, params).fetchall()
 
 
 def record_circuit(conn: Connection, provider: str, worker: str, circuit: Any, open_until: datetime | None) -> None:

@@ -304,10 +304,14 @@ WITH old AS (
 SELECT id, provider, from_status FROM upd
 """
 
-# An operator settles an in-doubt order (failed: the provider holds nothing, so every attempt is settled).
+# An operator settles an in-doubt order (failed: the provider holds nothing, so every attempt is settled). It is
+# final: the in-doubt error goes (placed) or becomes the operator's (failed), which no retry round selects.
 RESOLVE = """
 WITH upd AS (
     UPDATE orders SET status = %(to_status)s, provider_ref = coalesce(%(provider_ref)s, provider_ref),
+                      last_error = CASE WHEN %(to_status)s = 'placed' THEN NULL
+                                        ELSE jsonb_build_object('kind', 'resolved', 'code', 'resolved_by_operator',
+                                                                'message', %(reason)s::text) END,
                       settled_through = CASE WHEN %(to_status)s = 'failed' THEN attempt_count ELSE settled_through END,
                       placed_at = CASE WHEN %(to_status)s = 'placed' THEN clock_timestamp() ELSE placed_at END,
                       updated_at = clock_timestamp()
@@ -319,13 +323,31 @@ SELECT id, 'in_doubt', %(to_status)s, %(reason)s FROM upd
 RETURNING order_id
 """
 
-# Failed orders whose last error was retryable (nothing was made), due for another round.
-FAILED_FOR_RETRY = """
-SELECT id FROM orders
-WHERE status = 'failed' AND last_error->>'kind' = 'retryable' AND retry_round < %(rounds)s
-  AND updated_at < clock_timestamp() - make_interval(secs => %(interval)s)
-ORDER BY updated_at
-LIMIT %(limit)s
+# The next scheduled round, chosen and claimed in one statement: failed orders whose last error was retryable and
+# which no unsettled attempt leaves uncertain (nothing was made), rounds left. Rows another run holds are skipped,
+# and a row another run changed meanwhile is checked again on its new version, so two beats running at once can
+# neither requeue an order twice nor take it past its last round. An order an operator resolved is never taken:
+# its last error is then of kind 'resolved'.
+REQUEUE_ROUNDS = """
+WITH due AS (
+    SELECT o.id FROM orders o
+    WHERE o.status = 'failed' AND o.last_error->>'kind' = 'retryable' AND o.retry_round < %(rounds)s
+      AND o.updated_at < clock_timestamp() - make_interval(secs => %(interval)s)
+      AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.order_id = o.id AND a.outcome = 'in_doubt'
+                                                 AND a.number > o.settled_through)
+    ORDER BY o.updated_at
+    LIMIT %(limit)s
+    FOR UPDATE OF o SKIP LOCKED
+), upd AS (
+    UPDATE orders o SET status = 'queued', due_at = clock_timestamp(), expected_at = NULL,
+                        round_base = o.attempt_count, retry_round = o.retry_round + 1, updated_at = clock_timestamp()
+    FROM due WHERE o.id = due.id
+    RETURNING o.id, o.provider, o.retry_round
+), ev AS (
+    INSERT INTO order_events (order_id, from_status, to_status, reason)
+    SELECT id, 'failed', 'queued', 'scheduled retry round ' || retry_round FROM upd
+)
+SELECT id, provider FROM upd
 """
 
 RECORD_CIRCUIT = """

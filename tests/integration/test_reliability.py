@@ -119,6 +119,81 @@ def test_resolve_settles_an_in_doubt_order_by_hand(runtime, db, sandbox):
         operations.resolve(db, first.order_id, placed_ref=None, reason="x")
 
 
+def test_an_order_an_operator_resolved_failed_is_never_sent_again_by_a_round(runtime, db, sandbox):
+    # In doubt with a retryable last error: the first request dropped (it may have made the order), the lookup
+    # found nothing, and the resends met 503s until the attempts ran out. The operator checked: nothing there.
+    sandbox.script(script=["drop", 503, 503, 503, 503, 503])
+    step = submit(runtime)
+    for _ in range(4):
+        pipeline.place(runtime, step.order_id)
+        time.sleep(0.6)
+    order = store.get_order(db, step.order_id)
+    assert order["status"] == Status.IN_DOUBT and order["last_error"]["kind"] == "retryable"
+    sent = sandbox.orders()["count"]
+    assert operations.resolve(db, step.order_id, placed_ref=None, reason="Extend support: no such order") == "failed"
+    sandbox.script(script=[])
+    assert operations.retry_failed_rounds(db, rounds=3, interval=0) == []
+    order = store.get_order(db, step.order_id)
+    assert (order["status"], order["last_error"]["kind"]) == (Status.FAILED, "resolved")
+    assert sandbox.orders()["count"] == sent
+
+
+def test_resolved_placed_keeps_no_in_doubt_error(runtime, db, sandbox):
+    plan = sandbox.admin("chaiz/plans", {})
+    sandbox.script("chaiz", script=["drop_after_create"])
+    step = pipeline.intake(runtime, {"provider": "chaiz", "order": chaiz_order(plan["searchResultPlanId"])})
+    assert pipeline.place(runtime, step.order_id).status == Status.IN_DOUBT
+    operations.resolve(db, step.order_id, placed_ref="100900", reason="Chaiz support confirmed")
+    assert store.get_order(db, step.order_id)["last_error"] is None  # the placed notification carries no error
+
+
+def test_overlapping_round_runs_never_take_an_order_past_its_last_round(db, database_url):
+    from tests.integration.test_store import insert
+
+    ids = []
+    for i in range(20):
+        row = insert(db, status=Status.FAILED, message_id=f"round-{i}")
+        db.execute(
+            "UPDATE orders SET last_error = '{\"kind\": \"retryable\"}', updated_at = now() - interval '1 hour' "
+            "WHERE id = %s",
+            [row["id"]],
+        )
+        ids.append(row["id"])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def beat():  # a beat's run, as often as it can
+        try:
+            with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+                while not stop.is_set():
+                    operations.retry_failed_rounds(conn, rounds=2, interval=0)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def rounds_fail():  # every round fails again at once (retryable): the window two runs could share
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                while not stop.is_set():
+                    conn.execute(
+                        "UPDATE orders SET status = 'failed', updated_at = now() - interval '1 hour' "
+                        "WHERE id = ANY(%s) AND status = 'queued'",
+                        [ids],
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=beat) for _ in range(3)] + [threading.Thread(target=rounds_fail)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    rounds = db.execute("SELECT max(retry_round) AS r, min(retry_round) AS lo FROM orders WHERE id = ANY(%s)", [ids])
+    assert rounds.fetchone() == {"r": 2, "lo": 2}  # every order had its two rounds, none a third
+
+
 def test_scheduled_rounds_retry_failed_retryable_orders_then_stop(runtime, db, sandbox):
     sandbox.script(script=[{"status": 503, "stored": True}])  # Extend replays the stored 503 for this key
     step = submit(runtime)
