@@ -124,6 +124,7 @@ class Settings:
     lease_seconds: float = 60.0
     sweep_interval: float = 15.0
     follow_up_interval: float = 300.0
+    follow_up_deadline: float = 14 * 86400.0
     requeue_grace: float = 60.0
     retry_rounds: int = 3
     retry_round_interval: float = 1800.0
@@ -196,6 +197,7 @@ def load_settings() -> Settings:
             lease_seconds=env.float("LEASE_SECONDS", 60.0, validate=Range(min=3)),
             sweep_interval=env.float("SWEEP_INTERVAL", 15.0, validate=Range(min=0.5)),
             follow_up_interval=env.float("FOLLOW_UP_INTERVAL", 300.0, validate=Range(min=1)),
+            follow_up_deadline=env.float("FOLLOW_UP_DEADLINE", 14 * 86400.0, validate=Range(min=1)),
             requeue_grace=env.float("REQUEUE_GRACE", 60.0, validate=Range(min=1)),
             retry_rounds=env.int("RETRY_ROUNDS", 3, validate=Range(min=0, max=100)),
             retry_round_interval=env.float("RETRY_ROUND_INTERVAL", 1800.0, validate=Range(min=1)),

@@ -58,6 +58,11 @@ def retry(
             f"order {order_id} cannot be retried blindly: {order['provider']} may hold it and offers no lookup or "
             "key that would tell; check with the provider, then retry with --checked-by NAME (or resolve it)"
         )
+    if current == Status.FAILED and order["provider_ref"]:
+        raise ActionRefused(
+            f"order {order_id} cannot be retried: {order['provider']} made it ({order['provider_ref']}) and then "
+            "failed it; sending it again would only replay that order. Send a new job for a new order"
+        )
     if checked_by:
         reason = f"{reason}; {checked_by} checked with {order['provider']}: it holds no such order"
     row = store.requeue(conn, order_id, from_statuses=RETRYABLE, reason=reason, settle=bool(checked_by))
@@ -109,10 +114,11 @@ def erase_card_data(conn, *, retention: float) -> int:
     """Erase the sealed card data of orders that ended ``retention`` seconds ago (the last four digits stay)."""
     from orderrelay.vault import erase_sealed
 
-    erased = 0
-    while rows := store.card_data_due_for_erasure(conn, retention=retention):
+    erased, after = 0, uuid.UUID(int=0)
+    while rows := store.card_data_due_for_erasure(conn, retention=retention, after=after):
         with conn.transaction():
             for row in rows:
-                store.set_request(conn, row["id"], erase_sealed(row["request"]))
+                store.erase_card_data(conn, row["id"], erase_sealed(row["request"]))
         erased += len(rows)
+        after = rows[-1]["id"]  # onward by id: a run ends whatever the rows hold
     return erased

@@ -397,8 +397,9 @@ def _record(
     to_status, due_at = decision.status, decision.due_at
     outcome = Outcome.PLACED if placed else error.outcome
     in_horizon = due_at is not None and (due_at - _now()).total_seconds() <= settings.countdown_horizon
-    done = to_status in (Status.PLACED, Status.FAILED, Status.IN_DOUBT)  # the CVC goes once no automatic send follows
-    notifies = claim["notifies"] and _ends(settings, to_status, error, claim["retry_round"])
+    # The CVC goes once nothing automatic sends the order again (a retryable failure with rounds left keeps it).
+    done = _ends(settings, to_status, error, claim["retry_round"])
+    notifies = claim["notifies"] and done
     # One statement is atomic on its own; the notification must be recorded with the outcome or not at all.
     with rt.db.connection() as conn, conn.transaction() if notifies else contextlib.nullcontext():
         kept = store.finish_attempt(
@@ -521,51 +522,90 @@ def _report_circuit(rt: Runtime, provider_id: str, circuit: Any) -> None:
         log.exception("provider=%s: could not record the circuit's state", provider_id)
 
 
-def follow_up(rt: Runtime, *, limit: int = 200) -> int:
-    """Read placed orders whose provider status may still change; record changes. Returns how many changed."""
-    changed = 0
-    for provider_id, cfg in rt.settings.providers.items():
-        provider = providers.get(provider_id)
-        if not provider.PENDING_STATUSES:
-            continue
+def follow_up(rt: Runtime, *, limit: int = 200, budget: float = 60.0) -> int:
+    """Read placed orders whose provider status may still change; record changes. Returns how many changed.
+
+    Each order is its own problem: an answer that cannot be read, a failed call or a status the provider does not
+    document is kept on that order (its last error, an event when new) and the run goes on. A run takes its
+    orders (overlapping runs read different ones), stops taking more after ``budget`` seconds, and an order
+    still pending ``follow_up_deadline`` seconds after it was placed is reported to operators, once.
+    """
+    changed, started = 0, time.monotonic()
+    while time.monotonic() - started < budget:
         with rt.db.connection() as conn:
-            rows = store.pending_follow_ups(conn, provider_id, sorted(provider.PENDING_STATUSES), limit=limit)
+            rows = store.take_follow_ups(conn, limit=min(limit, 20))
+        if not rows:
+            break
         for row in rows:
-            order, _ = open_fields(rt.vault, row["request"], provider.CARD_FIELDS)
-            try:
-                now = rt.run(provider_http.follow_up(provider, rt.http, cfg, order, row["provider_ref"]))
-            except ProviderError as exc:
-                log.warning("follow-up failed: %s", exc.message, extra=order_fields(row["id"], provider_id))
-                now = None
-            with rt.db.connection() as conn, conn.transaction():
-                if now is None or now.status == row["provider_status"]:
-                    store.touch(conn, row["id"])
-                    continue
-                failed = now.status in provider.FAILED_STATUSES
-                reason = f"{provider_id} status {row['provider_status']} -> {now.status}"
-                store.record_provider_status(
-                    conn,
-                    row["id"],
-                    provider_status=now.status,
-                    response=provider_http.scrub(now.response),
-                    to_status=Status.FAILED if failed else Status.PLACED,
-                    reason=f"failed after creation: {reason}" if failed else reason,
-                    error={
-                        "kind": "permanent",
-                        "message": f"{provider_id} failed the order after creating it",
-                        "code": now.status,
-                    }
-                    if failed
-                    else None,
-                )
-                notifications.add(conn, row["id"], deadline=rt.settings.notify_deadline)  # a later change
-            changed += 1
-            log.info(
-                "provider status now %s",
-                now.status,
-                extra=order_fields(row["id"], provider_id, status=Status.FAILED if failed else Status.PLACED),
-            )
+            changed += _follow_up_one(rt, row)
+        limit -= len(rows)
+        if limit <= 0:
+            break
     return changed
+
+
+def _follow_up_one(rt: Runtime, row: dict) -> int:
+    provider = providers.get(row["provider"])
+    fields = order_fields(row["id"], provider.ID)
+    try:
+        order, _ = open_fields(rt.vault, row["request"], provider.CARD_FIELDS)
+        now = rt.run(
+            provider_http.follow_up(provider, rt.http, rt.settings.providers[provider.ID], order, row["provider_ref"])
+        )
+    except ProviderError as exc:
+        trouble = {"kind": "follow_up", "message": f"the follow-up read failed: {exc.message}", "code": exc.code}
+        return _follow_up_trouble(rt, row, trouble)
+    except Exception as exc:  # an answer we cannot read (a maintenance page): this order's problem only
+        log.warning("follow-up answer unreadable: %s", type(exc).__name__, extra=fields)
+        trouble = {"kind": "follow_up", "message": f"the follow-up answer could not be read ({type(exc).__name__})"}
+        return _follow_up_trouble(rt, row, trouble)
+    if now is None:
+        return 0
+    if now.status == row["provider_status"]:
+        return _follow_up_trouble(rt, row, None)
+    failed = now.status in provider.FAILED_STATUSES
+    reason = f"{provider.ID} status {row['provider_status']} -> {now.status}"
+    if not failed and now.status not in provider.KNOWN_STATUSES:
+        reason += f" (a status {provider.ID} does not document; still followed)"
+    error = (
+        {"kind": "permanent", "message": f"{provider.ID} failed the order after creating it", "code": now.status}
+        if failed
+        else None
+    )
+    to_status = Status.FAILED if failed else Status.PLACED
+    with rt.db.connection() as conn, conn.transaction():
+        recorded = store.record_provider_status(
+            conn,
+            row["id"],
+            from_status=row["provider_status"],
+            provider_status=now.status,
+            response=provider_http.scrub(now.response),
+            to_status=to_status,
+            reason=f"failed after creation: {reason}" if failed else reason,
+            error=error,
+        )
+        if recorded:
+            notifications.add(conn, row["id"], deadline=rt.settings.notify_deadline)  # a later change, once
+    if recorded:
+        log.info("provider status now %s", now.status, extra=order_fields(row["id"], provider.ID, status=to_status))
+    return int(recorded)
+
+
+def _follow_up_trouble(rt: Runtime, row: dict, trouble: dict | None) -> int:
+    """Keep what the follow-up could not learn on the order; past the deadline, that it is overdue (told once)."""
+    placed_at = row["placed_at"]
+    if placed_at is not None and (_now() - placed_at).total_seconds() > rt.settings.follow_up_deadline:
+        trouble = {
+            "kind": "follow_up_overdue",
+            "message": f"still {row['provider_status']} at {row['provider']} after the follow-up deadline: "
+            "an operator should check it",
+        }
+        if (row["last_error"] or {}).get("kind") != "follow_up_overdue":
+            log.error("%s", trouble["message"], extra=order_fields(row["id"], row["provider"]))
+    reason = trouble["message"] if trouble else "follow-up read again"
+    with rt.db.connection() as conn:
+        store.follow_up_trouble(conn, row["id"], error=trouble, reason=reason)
+    return 0
 
 
 def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:

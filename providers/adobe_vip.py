@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import ProviderSettings
+from orderrelay.errors import InDoubtError
 from providers.base import ErrorInfo, Key, Placed, Request, Response, no_lookup, no_wait, nothing_found
 from providers.http import Http, oauth_token
 from schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
@@ -27,6 +28,8 @@ CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
 PENDING_STATUSES = frozenset({"1002"})
 FAILED_STATUSES = frozenset({"1004", "1008", "1020", "1022", "1024", "1026"})  # failed, cancelled, inactive
+# Every status Adobe documents: 1000 complete, 1002 pending, and the failures. Another is kept and still followed.
+KNOWN_STATUSES = frozenset({"1000"}) | PENDING_STATUSES | FAILED_STATUSES
 # No lookup by correlation id: a lost answer is resent with the same correlation id instead.
 wait, lookup, found = no_wait, no_lookup, nothing_found
 JSON = {"Accept": "application/json"}
@@ -41,10 +44,13 @@ def request(order: dict, key: str, cfg: ProviderSettings) -> Request:
 
 
 def response(body: Any) -> Placed:
-    """Adobe's order: ``orderId`` and its status code (1002 at first); a preview makes no order to follow."""
-    if not body.get("orderId"):
-        return Placed(ref="(preview)", status="preview", response=body)
-    return Placed(ref=str(body["orderId"]), status=body.get("status"), response=body)
+    """Adobe's order: ``orderId`` and its status code (1002 at first). A success that names no order (or is not
+    an order at all) says nothing of what was made: in doubt, as an answer lost."""
+    if not isinstance(body, dict) or not body.get("orderId"):
+        raise InDoubtError("Adobe answered success without an orderId: whether it made the order is unknown")
+    return Placed(
+        ref=str(body["orderId"]), status=None if body.get("status") is None else str(body["status"]), response=body
+    )
 
 
 def error(resp: Response) -> ErrorInfo:

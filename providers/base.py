@@ -82,6 +82,7 @@ class Provider(Protocol):
     # provider failed it after all; a scheduled follow-up reads orders in the first set until they leave it.
     PENDING_STATUSES: frozenset[str]
     FAILED_STATUSES: frozenset[str]
+    KNOWN_STATUSES: frozenset[str]  # every status the provider documents (a follow-up keeps following others)
 
     def request(self, order: dict, key: str, cfg: Any) -> Request:
         """The create-order request; ``key`` is the same on every attempt for the order."""

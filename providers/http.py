@@ -229,10 +229,16 @@ async def place(
         except RetryableError:
             sending.not_sent()
             raise
+        if 200 <= response.status < 300:
+            try:
+                placed = provider.response(response.body)
+            except InDoubtError:  # a success that does not say what was made: as an answer lost (the key stays)
+                sending.unanswered()
+                raise
         sending.answered(response.status)
         if response.status != 401:
             check(provider, response)
-            return dataclasses.replace(provider.response(response.body), http_status=response.status)
+            return dataclasses.replace(placed, http_status=response.status)
     raise _fresh_token_refused(provider, response)
 
 

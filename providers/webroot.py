@@ -27,6 +27,7 @@ CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
 PENDING_STATUSES: frozenset[str] = frozenset()
 FAILED_STATUSES: frozenset[str] = frozenset()
+KNOWN_STATUSES: frozenset[str] = frozenset()  # no follow-up reads its statuses
 wait, follow_up = no_wait, no_follow_up
 CART_CONVERTED = 2
 JSON = {"Accept": "application/json"}

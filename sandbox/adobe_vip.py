@@ -14,7 +14,8 @@
   and PREVIEW_RENEWAL answer 200 with pricing and make no order (the sandbox's choice).
 - ``GET /v3/customers/{customerId}/orders/{orderId}``: the order (unknown: 404/2115).
 Admin: ``POST /_sandbox/adobe_vip/customers`` and ``/offers`` make ids (or take ``{"customerId"}`` /
-``{"offerId"}``); ``POST /_sandbox/adobe_vip/orders/{orderId}/status`` with ``{"status": "1000"}`` moves an order.
+``{"offerId"}``); ``POST /_sandbox/adobe_vip/orders/{orderId}/status`` with ``{"status": "1000"}`` moves an order;
+``POST /_sandbox/adobe_vip/orders/{orderId}/unreadable`` makes its reads answer a 200 maintenance page.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class State(ProviderState):
         self.offers: set[str] = set()
         self.by_correlation: dict[str, tuple[int, dict]] = {}
         self.request_ids: set[str] = set()
+        self.unreadable: set[str] = set()  # orders whose read answers a maintenance page (200, HTML)
         self._ids = itertools.count(8_000_000_001)
 
     def forget_keys(self) -> None:
@@ -182,6 +184,8 @@ def make_app(state: State) -> web.Application:
                 order["orderId"] == request.match_info["order_id"]
                 and order["customerId"] == request.match_info["customer_id"]
             ):
+                if order["orderId"] in state.unreadable:
+                    return web.Response(text="<html><body>Down for maintenance</body></html>", content_type="text/html")
                 return web.json_response(order)
         return adobe_error(404, "2115", "Order not found.")
 
@@ -203,6 +207,16 @@ def make_admin(state: State) -> web.RouteTableDef:
         offer_id = (await json_body(request)).get("offerId") or f"6500{next(state._ids)}CA01A12"
         state.offers.add(offer_id)
         return web.json_response({"offerId": offer_id})
+
+    @routes.post("/_sandbox/adobe_vip/orders/{order_id}/unreadable")
+    async def unreadable(request: web.Request) -> web.Response:
+        """Reads of this order answer 200 with a maintenance page (``{"unreadable": false}`` ends that)."""
+        order_id = request.match_info["order_id"]
+        if (await json_body(request)).get("unreadable", True):
+            state.unreadable.add(order_id)
+        else:
+            state.unreadable.discard(order_id)
+        return web.json_response({"orderId": order_id})
 
     @routes.post("/_sandbox/adobe_vip/orders/{order_id}/status")
     async def move(request: web.Request) -> web.Response:

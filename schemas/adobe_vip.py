@@ -13,6 +13,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from schemas.fields import CurrencyCode, Pattern, Text
 
 ORDER_TYPES = ("NEW", "RETURN", "PREVIEW", "PREVIEW_RENEWAL", "RENEWAL")
+# Seed 002's order types that make no order (a price quote): orderrelay places orders, so it refuses them.
+PREVIEWS = ("PREVIEW", "PREVIEW_RENEWAL")
 ROUTING_FIELDS = ("customerId",)
 
 
@@ -55,6 +57,11 @@ class OrderSchema(_Strict):
             errors["referenceOrderId"] = ["Required for a RETURN order."]
         elif data.get("orderType") != "RETURN" and reference:
             errors["referenceOrderId"] = ["Only a RETURN order refers to another order."]
+        if data.get("orderType") in PREVIEWS:
+            errors["orderType"] = [
+                f"A {data['orderType']} makes no order (Adobe only prices it); orderrelay places orders: ask Adobe for "
+                "previews directly."
+            ]
         lines = data.get("lineItems", [])
         if "currencyCode" in data and any("currencyCode" in line for line in lines):
             errors["currencyCode"] = ["Give the currency on the line items or on the order, not both."]

@@ -157,40 +157,47 @@ def transition(
     return row["from_status"] if row else None
 
 
-def pending_follow_ups(conn: Connection, provider: str, statuses: list[str], *, limit: int = 200) -> list[dict]:
-    """Placed orders of a provider whose status there may still change, least recently read first."""
-    return conn.execute(
-        queries.PENDING_FOLLOW_UPS, {"provider": provider, "statuses": statuses, "limit": limit}
-    ).fetchall()
+def take_follow_ups(conn: Connection, *, limit: int = 200) -> list[dict]:
+    """Placed orders whose provider status may still change, least recently read first, taken for this run."""
+    return conn.execute(queries.FOLLOW_UPS, {"limit": limit}).fetchall()
+
+
+def follow_ups_overdue(conn: Connection) -> int:
+    """Placed orders still pending at their provider past the follow-up deadline (an operator was told)."""
+    return conn.execute(queries.FOLLOW_UPS_OVERDUE).fetchone()["n"]
 
 
 def record_provider_status(
     conn: Connection,
     order_id: uuid.UUID,
     *,
+    from_status: str | None,
     provider_status: str | None,
     response: dict,
     to_status: str,
     reason: str,
     error: dict | None = None,
-) -> None:
-    """A placed order's new status at the provider (and ours, if the provider failed it), with its event."""
-    conn.execute(
+) -> bool:
+    """A placed order's new status at the provider (and ours, if the provider failed it), with its event; False
+    if the order no longer has ``from_status`` (another run recorded the change first)."""
+    row = conn.execute(
         queries.RECORD_PROVIDER_STATUS,
         {
             "id": order_id,
+            "from_status": from_status,
             "provider_status": provider_status,
             "response": Jsonb(response),
             "to_status": to_status,
             "reason": reason,
             "error": _json(error),
         },
-    )
+    ).fetchone()
+    return row is not None
 
 
-def touch(conn: Connection, order_id: uuid.UUID) -> None:
-    """Note that an order was looked at (the follow-up reads the least recently looked at first)."""
-    conn.execute(queries.TOUCH, {"id": order_id})
+def follow_up_trouble(conn: Connection, order_id: uuid.UUID, *, error: dict | None, reason: str) -> None:
+    """What a follow-up could not learn, as the order's last error (None: it is resolved), with an event if new."""
+    conn.execute(queries.FOLLOW_UP_TROUBLE, {"id": order_id, "error": _json(error), "reason": reason})
 
 
 def sweep_due(conn: Connection, *, grace: float, limit: int = 1000) -> list[tuple[uuid.UUID, str]]:
@@ -438,9 +445,15 @@ def sealed_orders(conn: Connection, *, after: uuid.UUID, limit: int = 500) -> li
     return conn.execute(queries.SEALED_ORDERS, {"after": after, "limit": limit}).fetchall()
 
 
-def card_data_due_for_erasure(conn: Connection, *, retention: float, limit: int = 500) -> list[dict]:
-    """Ended orders still holding sealed card data ``retention`` seconds after their last change."""
-    return conn.execute(queries.CARD_DATA_DUE_FOR_ERASURE, {"retention": retention, "limit": limit}).fetchall()
+def card_data_due_for_erasure(conn: Connection, *, retention: float, after: uuid.UUID, limit: int = 500) -> list[dict]:
+    """Ended orders still holding sealed card data ``retention`` seconds after their last change, by id."""
+    params = {"retention": retention, "after": after, "limit": limit}
+    return conn.execute(queries.CARD_DATA_DUE_FOR_ERASURE, params).fetchall()
+
+
+def erase_card_data(conn: Connection, order_id: uuid.UUID, request: dict) -> None:
+    """Store the order's request with its card data erased; it no longer counts as holding any."""
+    conn.execute(queries.ERASE_CARD_DATA, {"id": order_id, "request": Jsonb(request)})
 
 
 def erase_request_paths(conn: Connection, order_id: uuid.UUID, paths: tuple[str, ...]) -> None:

@@ -6,13 +6,14 @@ INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
                         errors, last_error, due_at, expected_at, created_at, notify,
-                        attempt_count, claim_token, lease_until, producer)
+                        attempt_count, claim_token, lease_until, producer, sealed_card)
     VALUES (%(id)s, %(provider)s, CASE WHEN %(claim)s THEN 'placing' ELSE %(status)s END, %(idempotency_key)s,
             %(message_id)s, %(provider_key)s, %(request)s, %(request_hash)s, %(errors)s, %(last_error)s, %(due_at)s,
             %(expected_at)s,
             coalesce(%(received_at)s, clock_timestamp()), %(notify)s,
             CASE WHEN %(claim)s THEN 1 ELSE 0 END, %(claim_token)s,
-            CASE WHEN %(claim)s THEN clock_timestamp() + make_interval(secs => %(lease)s) END, %(producer)s)
+            CASE WHEN %(claim)s THEN clock_timestamp() + make_interval(secs => %(lease)s) END, %(producer)s,
+            jsonb_path_exists(%(request)s, 'strict $.**."$sealed" ? (@.type() == "string")'))
     ON CONFLICT DO NOTHING
     RETURNING id, status, provider, request, provider_key, attempt_count, claim_token, round_base, retry_round,
               notify IS NOT NULL AS notifies
@@ -226,23 +227,50 @@ REF_OWNERS = """
 SELECT provider_ref FROM orders WHERE provider = %(provider)s AND provider_ref = ANY(%(refs)s) AND id <> %(id)s
 """
 
-# Placed orders whose provider status may still change (Adobe's 1002), least recently looked at first.
-PENDING_FOLLOW_UPS = """
-SELECT id, provider, request, provider_ref, provider_status FROM orders
-WHERE status = 'placed' AND provider = %(provider)s AND provider_status = ANY(%(statuses)s)
-ORDER BY updated_at
-LIMIT %(limit)s
+# Placed Adobe orders whose status may still change (1002, or a status Adobe does not document), least recently
+# read first, taken for this run: each is moved to the back as it is taken, and rows another run holds are
+# skipped, so overlapping runs read different orders. The partial index orders_follow_ups holds only these.
+FOLLOW_UPS = """
+WITH picked AS (
+    SELECT id FROM orders
+    WHERE status = 'placed' AND provider = 'adobe_vip' AND provider_status IS DISTINCT FROM '1000'
+    ORDER BY updated_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE orders o SET updated_at = clock_timestamp() FROM picked WHERE o.id = picked.id
+RETURNING o.id, o.provider, o.request, o.provider_ref, o.provider_status, o.placed_at, o.last_error
+"""
+FOLLOW_UPS_OVERDUE = """
+SELECT count(*) AS n FROM orders
+WHERE status = 'placed' AND provider = 'adobe_vip' AND provider_status IS DISTINCT FROM '1000'
+  AND last_error->>'kind' = 'follow_up_overdue'
 """
 
+# A change the follow-up read, recorded only if the order still has the status that run read (compare and set:
+# of two overlapping runs, one records the change and notifies).
 RECORD_PROVIDER_STATUS = """
 WITH upd AS (
     UPDATE orders SET provider_status = %(provider_status)s, response = %(response)s, status = %(to_status)s,
-                      last_error = coalesce(%(error)s, last_error), updated_at = clock_timestamp()
-    WHERE id = %(id)s AND status = 'placed'
+                      last_error = %(error)s, updated_at = clock_timestamp()
+    WHERE id = %(id)s AND status = 'placed' AND provider_status IS NOT DISTINCT FROM %(from_status)s
     RETURNING id
 )
 INSERT INTO order_events (order_id, from_status, to_status, reason)
 SELECT id, 'placed', %(to_status)s, %(reason)s FROM upd
+RETURNING order_id
+"""
+
+# What a follow-up could not learn (the answer unreadable, the call failed, the deadline passed): the order's own
+# problem, kept as its last error (shown by `show` and `status`), with an event when it is new.
+FOLLOW_UP_TROUBLE = """
+WITH upd AS (
+    UPDATE orders SET last_error = %(error)s
+    WHERE id = %(id)s AND status = 'placed' AND last_error IS DISTINCT FROM %(error)s
+    RETURNING id
+)
+INSERT INTO order_events (order_id, from_status, to_status, reason)
+SELECT id, 'placed', 'placed', %(reason)s FROM upd
 """
 
 TOUCH = "UPDATE orders SET updated_at = clock_timestamp() WHERE id = %(id)s"
@@ -404,16 +432,17 @@ OLDEST_DUE = "SELECT min(due_at) AS due_at FROM orders WHERE status = 'waiting'"
 
 # Orders holding sealed card data (for key rotation), by id, a batch at a time.
 SEALED_ORDERS = """
-SELECT id, request FROM orders WHERE request::text LIKE '%%"$sealed"%%' AND id > %(after)s ORDER BY id LIMIT %(limit)s
+SELECT id, request FROM orders WHERE sealed_card AND id > %(after)s ORDER BY id LIMIT %(limit)s
 """
 
-# Ended orders whose card data has been kept long enough.
+# Ended orders whose card data has been kept long enough, by id after the last batch (so a run always ends).
 CARD_DATA_DUE_FOR_ERASURE = """
 SELECT id, request FROM orders
-WHERE status IN ('placed', 'failed', 'rejected', 'canceled') AND request::text LIKE '%%"$sealed"%%'
+WHERE sealed_card AND id > %(after)s AND status IN ('placed', 'failed', 'rejected', 'canceled')
   AND updated_at < clock_timestamp() - make_interval(secs => %(retention)s)
 ORDER BY id LIMIT %(limit)s
 """
+ERASE_CARD_DATA = "UPDATE orders SET request = %(request)s, sealed_card = false WHERE id = %(id)s"
 
 SET_REQUEST = "UPDATE orders SET request = %(request)s WHERE id = %(id)s"
 ERASE_REQUEST_PATH = "UPDATE orders SET request = request #- %(path)s::text[] WHERE id = %(id)s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -49,3 +50,50 @@ def test_card_data_of_ended_orders_is_erased_after_the_retention(runtime, db, sa
     payment = store.get_order(db, step.order_id)["request"]["payment"]
     assert payment["accountNumber"] == {"$erased": True, "last4": "1111"}
     assert "$sealed" in store.get_order(db, waiting.order_id)["request"]["payment"]["accountNumber"]
+
+
+def test_erasure_selects_only_sealed_card_data_and_always_ends(runtime, db, sandbox):
+    """A customer who wrote the text "$sealed" (which a text match over the order took for card data, forever)
+    is not card data: erasure ends, touches only the orders that hold sealed values, and uses its index."""
+    import json
+
+    from store import queries
+
+    plan = sandbox.admin("chaiz/plans", {})
+    odd = chaiz_order(plan["searchResultPlanId"])
+    odd["userDetails"]["externalId"] = "$sealed"  # free text: a customer may write anything there
+    odd["device"] = '{"$sealed": "x"}'
+    step = pipeline.intake(runtime, {"provider": "chaiz", "order": odd}, message_id=str(uuid.uuid4()))
+    assert pipeline.place(runtime, step.order_id).status == Status.PLACED
+    assert operations.erase_card_data(db, retention=0) == 1  # its card number, once
+    assert operations.erase_card_data(db, retention=0) == 0  # and then nothing: the run ends
+    kept = store.get_order(db, step.order_id)["request"]
+    assert kept["userDetails"]["externalId"] == "$sealed" and kept["payment"]["accountNumber"]["$erased"] is True
+    db.execute(
+        "INSERT INTO orders (id, provider_key, provider, status, request, request_hash, updated_at) "
+        "SELECT gen_random_uuid(), gen_random_uuid(), 'extend', 'placed', '{\"a\": \"$sealed\"}'::jsonb, 'h', "
+        "now() - interval '1 day' FROM generate_series(1, 20000)"
+    )
+    db.execute("ANALYZE orders")
+    params = {"retention": 0, "after": uuid.UUID(int=0), "limit": 500}
+    plan_json = json.dumps(db.execute(f"EXPLAIN (FORMAT JSON) {queries.CARD_DATA_DUE_FOR_ERASURE}", params).fetchone())
+    assert "orders_sealed_card" in plan_json and '"Seq Scan"' not in plan_json
+
+
+def test_a_retryable_failure_with_rounds_left_keeps_the_cvc_for_the_next_round(runtime, db, sandbox):
+    plan = sandbox.admin("chaiz/plans", {})
+    sandbox.script("chaiz", script=[503, 503, 503, 503, 503])
+    step = pipeline.intake(
+        runtime, {"provider": "chaiz", "order": chaiz_order(plan["searchResultPlanId"])}, message_id=str(uuid.uuid4())
+    )
+    for _ in range(6):
+        if pipeline.place(runtime, step.order_id).status == Status.FAILED:
+            break
+        time.sleep(0.6)
+    failed = store.get_order(db, step.order_id)
+    assert failed["status"] == Status.FAILED and failed["last_error"]["kind"] == "retryable"
+    assert "cvc" in failed["request"]["payment"]  # a scheduled round will send the card again, with its CVC
+    sandbox.script("chaiz", script=[])
+    assert operations.retry_failed_rounds(db, rounds=3, interval=0) == [(step.order_id, "chaiz")]
+    assert pipeline.place(runtime, step.order_id).status == Status.PLACED
+    assert "cvc" not in store.get_order(db, step.order_id)["request"]["payment"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from marshmallow import ValidationError
 
 from sandbox.samples import adobe_order
 from schemas.adobe_vip import OrderSchema
@@ -26,6 +27,13 @@ def test_a_return_refers_to_its_order_and_499_lines_are_allowed():
 
 def test_an_empty_reference_on_a_new_order_counts_as_none():
     assert OrderSchema().load(adobe_order("c1", "o", referenceOrderId=""))["referenceOrderId"] == ""
+
+
+@pytest.mark.parametrize("kind", ["PREVIEW", "PREVIEW_RENEWAL"])
+def test_a_preview_makes_no_order_and_is_refused_with_its_field(kind):
+    with pytest.raises(ValidationError) as info:
+        OrderSchema().load(adobe_order("c1", "o", orderType=kind))
+    assert "makes no order" in " ".join(info.value.messages["orderType"])
 
 
 CASES = [

@@ -176,3 +176,36 @@ def test_extend_request_drops_the_consumed_wait_and_sends_the_key():
     assert request.json == {"transactionId": "t", "currency": "USD"}
     assert request.headers["X-Idempotency-Key"] == "key-1"
     assert request.headers["Accept"] == "application/json; version=2022-02-01"
+
+
+@pytest.mark.parametrize("body", [{"pricing": {"total": 10}}, {"orderId": ""}, "<html>maintenance</html>", None])
+def test_an_adobe_success_naming_no_order_is_in_doubt_and_keeps_its_correlation_id(body):
+    """A 2xx that says nothing of what was made (a preview's pricing, an empty id, a maintenance page): the
+    order may exist, so the attempt is uncertain and a resend carries the same correlation id."""
+    import asyncio
+
+    from providers.http import place
+
+    class Gateway:
+        async def send(self, base_url, request, headers):
+            return Response(200, {}, body)
+
+    async def no_auth(http, cfg, *, fresh):
+        return {}
+
+    async def fence():
+        return None
+
+    provider = SimpleNamespace(**{k: getattr(adobe_vip, k) for k in dir(adobe_vip) if not k.startswith("_")})
+    provider.authenticate = no_auth
+    sending = Sending("corr-1", Key.PER_ANSWER, uncertain=False)
+    cfg = SimpleNamespace(base_url="http://adobe.invalid")
+    with pytest.raises(InDoubtError, match="without an orderId"):
+        asyncio.run(place(provider, Gateway(), cfg, adobe_order_for_test(), sending, fence))
+    assert (sending.uncertain, sending.key) == (True, "corr-1")
+
+
+def adobe_order_for_test() -> dict:
+    from sandbox.samples import adobe_order
+
+    return adobe_order("9876543210", "65304470CA01A12")

@@ -1,0 +1,3 @@
+DROP INDEX orders_sealed_card;
+ALTER TABLE orders DROP COLUMN sealed_card;
+DROP INDEX orders_follow_ups;

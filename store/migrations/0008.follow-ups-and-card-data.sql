@@ -1,0 +1,11 @@
+-- The follow-up's orders (placed Adobe orders whose status may still change), least recently read first; and the
+-- orders that hold sealed card data, by a flag set when the order is recorded and cleared when its card data is
+-- erased (never a text match over whole orders, which a customer named "$sealed" defeated).
+-- depends: 0007.maintained-totals
+
+CREATE INDEX orders_follow_ups ON orders (updated_at)
+    WHERE status = 'placed' AND provider = 'adobe_vip' AND provider_status IS DISTINCT FROM '1000';
+
+ALTER TABLE orders ADD COLUMN sealed_card boolean NOT NULL DEFAULT false;
+UPDATE orders SET sealed_card = true WHERE jsonb_path_exists(request, 'strict $.**."$sealed" ? (@.type() == "string")');
+CREATE INDEX orders_sealed_card ON orders (id) WHERE sealed_card;
