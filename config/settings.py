@@ -143,6 +143,7 @@ class Settings:
     notify_allow_http: bool = False
     notify_deadline: float = 86400.0
     notify_sweep_interval: float = 5.0
+    notify_timeout: float = 5.0  # seconds a receiver has to answer, in all
     notify_allow_hosts: tuple[str, ...] = ()  # internal hosts and networks webhooks may reach after all
     notify_tasks: dict[str, str] = field(default_factory=dict)  # Celery-task targets allowed: task -> queue
 
@@ -216,6 +217,7 @@ def load_settings() -> Settings:
             notify_allow_http=env.bool("NOTIFY_ALLOW_HTTP", False),
             notify_deadline=env.float("NOTIFY_DEADLINE", 86400.0, validate=Range(min=1)),
             notify_sweep_interval=env.float("NOTIFY_SWEEP_INTERVAL", 5.0, validate=Range(min=0.5)),
+            notify_timeout=env.float("NOTIFY_TIMEOUT", 5.0, validate=Range(min=0.5, max=60)),
             notify_allow_hosts=env.list("NOTIFY_ALLOW_HOSTS", [], validate=_hosts),
             notify_tasks=env.list("NOTIFY_TASKS", [], validate=_tasks),
         )
@@ -295,6 +297,10 @@ def _tasks(values: list[str]) -> None:
     for value in values:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,199}=[A-Za-z0-9_.:-]{1,200}", value):
             raise ValidationError(f"{value!r} is not TASK=QUEUE (the task a notification may be, and its queue).")
+        queue = value.split("=", 1)[1]
+        if queue in ("orders", "notifications") or queue.startswith("orders."):  # orderrelay.constants' queues
+            # orderrelay's own workers would take the message and discard it as a task they do not know
+            raise ValidationError(f"{value!r}: {queue} is orderrelay's own queue; name the producer's.")
 
 
 def _path(value: str) -> None:

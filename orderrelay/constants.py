@@ -16,7 +16,10 @@ PROVIDER_IDS = ("chaiz", "extend", "adobe_vip", "battleface", "webroot")
 QUEUE_ORDERS = "orders"
 PROVIDER_QUEUES = {provider: f"orders.{provider}" for provider in PROVIDER_IDS}
 QUEUE_NOTIFICATIONS = "notifications"  # a receiver that is down delays nothing else
-ALL_QUEUES = (QUEUE_ORDERS, *PROVIDER_QUEUES.values(), QUEUE_NOTIFICATIONS)
+# The placing worker serves these; the notifier serves QUEUE_NOTIFICATIONS alone, with threads of its own, so a
+# receiver that hangs takes no placing capacity.
+PLACING_QUEUES = (QUEUE_ORDERS, *PROVIDER_QUEUES.values())
+ALL_QUEUES = (*PLACING_QUEUES, QUEUE_NOTIFICATIONS)
 
 
 class Status:

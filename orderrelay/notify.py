@@ -47,7 +47,14 @@ def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
             delivered = True
         else:
             status = rt.run(
-                webhook.post(rt.http, target["url"], body, secret=rt.settings.notify_secret, event_id=event_id)
+                webhook.post(
+                    rt.http,
+                    target["url"],
+                    body,
+                    secret=rt.settings.notify_secret,
+                    event_id=event_id,
+                    timeout=rt.settings.notify_timeout,
+                )
             )
             delivered = 200 <= status < 300
             error = None if delivered else f"HTTP {status}" + (" (a redirect: not followed)" if status < 400 else "")
@@ -79,6 +86,10 @@ def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
     return outcome
 
 
+RESEND_AFTER = 60.0  # seconds: a delivery message sent but not yet taken is sent again only after this
+
+
 def due(rt: Any) -> list[int]:
+    """Notifications due now that no delivery message is on its way for (marked as sent for RESEND_AFTER s)."""
     with rt.db.connection() as conn:
-        return notifications.due(conn)
+        return notifications.due(conn, resend_after=RESEND_AFTER)

@@ -17,9 +17,11 @@ def add(conn: Connection, order_id: uuid.UUID, *, deadline: float) -> int | None
     return row["id"] if row else None
 
 
-def due(conn: Connection, *, limit: int = 200) -> list[int]:
-    """Pending notifications due now, each the oldest pending one of its order."""
-    return [r["id"] for r in conn.execute(queries.DUE_NOTIFICATIONS, {"limit": limit})]
+def due(conn: Connection, *, resend_after: float, limit: int = 200) -> list[int]:
+    """Pending notifications due now, each the oldest pending one of its order, with no delivery message sent in
+    the last ``resend_after`` seconds; marks them as sent."""
+    params = {"limit": limit, "resend_after": resend_after}
+    return [r["id"] for r in conn.execute(queries.DUE_NOTIFICATIONS, params)]
 
 
 def claim(conn: Connection, notification_id: int, *, lease: float) -> dict | None:

@@ -471,15 +471,24 @@ RETURNING id
 """
 
 # The next delivery of one order may go only once every earlier one is settled: deliveries arrive in order.
+# Due notifications with no delivery message on its way: each is marked as sent (``swept_at``), so a backlog in
+# the notifications queue is not fed a second message for the same delivery every sweep.
 DUE_NOTIFICATIONS = """
-SELECT n.id FROM notifications n
-WHERE n.status = 'pending' AND n.next_attempt_at <= clock_timestamp()
-  AND NOT EXISTS (SELECT 1 FROM notifications e WHERE e.order_id = n.order_id AND e.status = 'pending' AND e.id < n.id)
-ORDER BY n.next_attempt_at LIMIT %(limit)s
+WITH due AS (
+    SELECT n.id FROM notifications n
+    WHERE n.status = 'pending' AND n.next_attempt_at <= clock_timestamp()
+      AND (n.swept_at IS NULL OR n.swept_at < clock_timestamp() - make_interval(secs => %(resend_after)s))
+      AND NOT EXISTS (SELECT 1 FROM notifications e WHERE e.order_id = n.order_id AND e.status = 'pending'
+                                                      AND e.id < n.id)
+    ORDER BY n.next_attempt_at LIMIT %(limit)s
+    FOR UPDATE OF n SKIP LOCKED
+)
+UPDATE notifications n SET swept_at = clock_timestamp() FROM due WHERE n.id = due.id RETURNING n.id
 """
 
 CLAIM_NOTIFICATION = """
-UPDATE notifications n SET next_attempt_at = clock_timestamp() + make_interval(secs => %(lease)s)
+UPDATE notifications n SET next_attempt_at = clock_timestamp() + make_interval(secs => %(lease)s),
+                         swept_at = NULL  -- its message was taken: a later try gets a message of its own
 WHERE n.id = %(id)s AND n.status = 'pending' AND n.next_attempt_at <= clock_timestamp()
   AND NOT EXISTS (SELECT 1 FROM notifications e WHERE e.order_id = n.order_id AND e.status = 'pending' AND e.id < n.id)
 RETURNING n.id, n.event_id, n.order_id, n.target, n.body, n.attempts, n.deadline
@@ -509,7 +518,7 @@ FROM notifications n WHERE n.order_id = %(order_id)s ORDER BY n.id
 """
 
 REDELIVER_LATEST = """
-UPDATE notifications SET status = 'pending', next_attempt_at = clock_timestamp(),
+UPDATE notifications SET status = 'pending', next_attempt_at = clock_timestamp(), swept_at = NULL,
        deadline = greatest(deadline, clock_timestamp() + make_interval(secs => %(deadline)s))
 WHERE id = (SELECT max(id) FROM notifications WHERE order_id = %(order_id)s)
 RETURNING id

@@ -1,3 +1,4 @@
+ALTER TABLE notifications DROP COLUMN swept_at;
 DROP INDEX orders_sealed_card;
 ALTER TABLE orders DROP COLUMN sealed_card;
 DROP INDEX orders_follow_ups;

@@ -1,6 +1,7 @@
 -- The follow-up's orders (placed Adobe orders whose status may still change), least recently read first; and the
 -- orders that hold sealed card data, by a flag set when the order is recorded and cleared when its card data is
--- erased (never a text match over whole orders, which a customer named "$sealed" defeated).
+-- erased (never a text match over whole orders, which a customer named "$sealed" defeated); and when the
+-- notify sweep last sent a delivery message.
 -- depends: 0007.maintained-totals
 
 CREATE INDEX orders_follow_ups ON orders (updated_at)
@@ -9,3 +10,6 @@ CREATE INDEX orders_follow_ups ON orders (updated_at)
 ALTER TABLE orders ADD COLUMN sealed_card boolean NOT NULL DEFAULT false;
 UPDATE orders SET sealed_card = true WHERE jsonb_path_exists(request, 'strict $.**."$sealed" ? (@.type() == "string")');
 CREATE INDEX orders_sealed_card ON orders (id) WHERE sealed_card;
+
+-- When the notify sweep last sent a delivery message for a notification (none again until it is taken or late).
+ALTER TABLE notifications ADD COLUMN swept_at timestamptz;

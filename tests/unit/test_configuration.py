@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from orderrelay.constants import ALL_QUEUES
+from orderrelay.constants import PLACING_QUEUES, QUEUE_NOTIFICATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,8 +81,10 @@ def test_docker_compose_matches_the_compose_specification():
     assert "--appendonly yes" in redis_command and "--appendfsync always" in redis_command  # jobs before intake
     command = services["worker"]["command"]
     assert "-E" in command
-    assert set(command[command.index("-Q") + 1].split(",")) == set(ALL_QUEUES)
-    for name in ("worker", "beat", "flower"):
+    assert set(command[command.index("-Q") + 1].split(",")) == set(PLACING_QUEUES)  # deliveries apart
+    notifier = services["notifier"]["command"]
+    assert notifier[notifier.index("-Q") + 1] == QUEUE_NOTIFICATIONS and "-E" in notifier
+    for name in ("worker", "notifier", "beat", "flower"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["flower"]["command"][:2] == ["orderrelay", "flower"]
     assert ":?" in services["flower"]["environment"]["FLOWER_BASIC_AUTH"]  # compose refuses to start without it
@@ -90,14 +92,16 @@ def test_docker_compose_matches_the_compose_specification():
 
 def test_procfile_runs_each_process_with_the_celery_app():
     lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
-    assert {"worker", "beat", "flower", "sandbox", "release", "api"} <= set(lines)
+    assert {"worker", "notifier", "beat", "flower", "sandbox", "release", "api"} <= set(lines)
     for name in ("worker", "beat"):
         argv = shlex.split(lines[name])
         assert argv[:3] == ["celery", "-A", "worker.app"]
     assert shlex.split(lines["flower"].split("#")[0])[:2] == ["orderrelay", "flower"]  # guarded: no open Flower
     worker = shlex.split(lines["worker"])
     assert "-E" in worker
-    assert set(worker[worker.index("-Q") + 1].split(",")) == set(ALL_QUEUES)
+    assert set(worker[worker.index("-Q") + 1].split(",")) == set(PLACING_QUEUES)
+    notifier = shlex.split(lines["notifier"].split("#")[0])
+    assert notifier[notifier.index("-Q") + 1] == QUEUE_NOTIFICATIONS
 
 
 def _check_command(argv: list[str]) -> None:
@@ -115,7 +119,7 @@ def _check_command(argv: list[str]) -> None:
 def test_every_service_runs_a_command_the_project_has():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     ours = {name: s for name, s in compose["services"].items() if "build" in s}
-    assert set(ours) == {"migrate", "worker", "beat", "flower", "api", "sandbox"}
+    assert set(ours) == {"migrate", "worker", "notifier", "beat", "flower", "api", "sandbox"}
     for service in ours.values():
         _check_command(service["command"])
     for line in (ROOT / "Procfile").read_text().splitlines():

@@ -135,3 +135,14 @@ def test_two_keys_may_not_share_a_name(environ):
     environ.setenv("ORDERRELAY_API_KEYS", f"{key_entry('shop', 'a' * 32)},{key_entry('shop', 'b' * 32, 'operator')}")
     with pytest.raises(ConfigError, match="name of its own"):
         load_settings()
+
+
+@pytest.mark.parametrize("queue", ["orders", "orders.chaiz", "notifications"])
+def test_a_task_target_may_not_name_a_queue_orderrelay_consumes(environ, queue):
+    """orderrelay's own workers would take the message and discard it as a task they do not know: a notification
+    recorded delivered that nobody got."""
+    environ.setenv("ORDERRELAY_NOTIFY_TASKS", f"checkout.outcome={queue}")
+    with pytest.raises(ConfigError, match="orderrelay's own queue"):
+        load_settings()
+    environ.setenv("ORDERRELAY_NOTIFY_TASKS", "checkout.outcome=checkout")
+    assert load_settings().notify_tasks == {"checkout.outcome": "checkout"}
