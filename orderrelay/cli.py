@@ -515,8 +515,18 @@ def fuzz(cases: int, seed: int, out: Path | None, no_api: bool) -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--concurrency", default=256, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--out", "out_dir", default="bench-results", show_default=True, type=click.Path(path_type=Path))
-def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_dir: Path) -> None:
-    """Measure throughput, latency, CPU and memory against bare Celery and the naive design."""
+@click.option(
+    "--scale",
+    type=click.IntRange(1000, 100_000_000),
+    help="Instead: seed this many orders in a database of its own and print every query's time and plan.",
+)
+def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_dir: Path, scale: int | None) -> None:
+    """Measure throughput, latency, CPU and memory against bare Celery and the naive design (or, with --scale,
+    every scheduled and per-call query against that many orders)."""
+    if scale:
+        from orderrelay import scale as at_scale
+
+        sys.exit(at_scale.run(orders=scale, out_dir=out_dir))
     from orderrelay.bench import run
 
     sys.exit(run(orders=orders, naive_orders=naive_orders, workers=workers, concurrency=concurrency, out_dir=out_dir))

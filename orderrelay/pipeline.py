@@ -608,6 +608,9 @@ def _follow_up_trouble(rt: Runtime, row: dict, trouble: dict | None) -> int:
     return 0
 
 
+SWEEP_BATCH = 1000
+
+
 def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
     """Recover lost work: claims whose worker died, and due orders whose message never came.
 
@@ -618,7 +621,16 @@ def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
             with conn.transaction():
                 _recover(conn, row, providers.get(row["provider"]), rt.settings)
         store.fold_totals(conn)  # so that the deltas a reader adds up stay few, however rarely anyone reads
-        return store.sweep_due(conn, grace=rt.settings.requeue_grace)
+        due, started = [], time.monotonic()
+        # Batch after batch while whole batches come (100,000 orders due at midnight go out in one run, not in
+        # 1,000 a run), for at most half the interval, so that runs do not pile up.
+        while len(batch := store.sweep_due(conn, grace=rt.settings.requeue_grace, limit=SWEEP_BATCH)) == SWEEP_BATCH:
+            due += batch
+            if time.monotonic() - started > rt.settings.sweep_interval / 2:
+                break
+        else:
+            due += batch
+        return due
 
 
 def jobs_lost(rt: Runtime) -> list[tuple[str, dict]]:

@@ -412,11 +412,10 @@ def counts(conn: Connection) -> list[dict]:
     """How many orders each provider has in each status (from the maintained totals), and the oldest last change
     among those still waiting for something (None for end states)."""
     conn.execute(queries.FOLD_ORDER_TOTALS)
-    oldest = {(r["provider"], r["status"]): r["oldest"] for r in conn.execute(queries.OLDEST_OPEN)}
-    rows = [
-        {"provider": r["provider"] or None, "status": r["status"], "n": r["n"]}
-        for r in conn.execute(queries.ORDER_TOTALS)
-    ]
+    totals = conn.execute(queries.ORDER_TOTALS).fetchall()
+    probes = conn.execute(queries.OLDEST_OPEN, {"providers": sorted({r["provider"] for r in totals} - {""})})
+    oldest = {(r["provider"], r["status"]): r["oldest"] for r in probes}
+    rows = [{"provider": r["provider"] or None, "status": r["status"], "n": r["n"]} for r in totals]
     for row in rows:
         row["oldest"] = oldest.get((row["provider"], row["status"]))
     return sorted(rows, key=lambda r: (r["provider"] is None, r["provider"] or "", r["status"]))

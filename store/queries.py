@@ -123,8 +123,7 @@ RETURNING order_id, from_status
 
 # Work that is due but whose message is not on its way (never sent, or lost with Redis).
 SWEEP_DUE = """
-UPDATE orders SET expected_at = clock_timestamp(), updated_at = clock_timestamp()
-WHERE id IN (
+WITH due AS (
     SELECT id FROM orders
     WHERE status IN ('waiting', 'queued', 'retrying') AND due_at <= clock_timestamp()
       AND (expected_at IS NULL OR expected_at < clock_timestamp() - make_interval(secs => %(grace)s))
@@ -132,7 +131,9 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, provider
+UPDATE orders o SET expected_at = clock_timestamp(), updated_at = clock_timestamp()
+WHERE o.id = ANY (ARRAY(SELECT id FROM due))  -- by primary key, whatever the planner guesses of the batch's size
+RETURNING o.id, o.provider
 """
 
 # Claims whose worker died or froze: the lease ran out while the order was being placed. ``key_sent_at`` is when
@@ -423,10 +424,18 @@ SELECT provider, outcome, le, sum(n)::bigint AS n, sum(total_ms) AS total_ms FRO
 ) AS x GROUP BY provider, outcome, le HAVING sum(n) <> 0
 """
 LATENCY_BOUNDS = "SELECT orderrelay_latency_bounds() AS bounds"
-# The oldest change among orders still waiting for something (the partial index orders_open holds only those).
+# The oldest change among orders still waiting for something: one probe of the index orders_open per status and
+# provider (its first entry), however many orders wait.
 OLDEST_OPEN = """
-SELECT provider, status, min(updated_at) AS oldest FROM orders
-WHERE status IN ('received', 'waiting', 'queued', 'placing', 'retrying', 'in_doubt') GROUP BY provider, status
+SELECT p.provider, s.status, x.oldest
+FROM unnest(ARRAY['received', 'waiting', 'queued', 'placing', 'retrying', 'in_doubt']) AS s (status)
+CROSS JOIN unnest(%(providers)s::text[]) AS p (provider)
+CROSS JOIN LATERAL (
+    SELECT o.updated_at AS oldest FROM orders o
+    WHERE o.status IN ('received', 'waiting', 'queued', 'placing', 'retrying', 'in_doubt')  -- orders_open's rows
+      AND o.status = s.status AND o.provider = p.provider
+    ORDER BY o.updated_at LIMIT 1
+) AS x
 """
 OLDEST_DUE = "SELECT min(due_at) AS due_at FROM orders WHERE status = 'waiting'"
 
@@ -447,9 +456,15 @@ ERASE_CARD_DATA = "UPDATE orders SET request = %(request)s, sealed_card = false 
 SET_REQUEST = "UPDATE orders SET request = %(request)s WHERE id = %(id)s"
 ERASE_REQUEST_PATH = "UPDATE orders SET request = request #- %(path)s::text[] WHERE id = %(id)s"
 
+# The latest of each kind from its own index (orders_failed, orders_in_doubt), then the latest of both.
 RECENT_FAILURES = """
-SELECT id, provider, status, last_error, updated_at FROM orders
-WHERE status IN ('failed', 'in_doubt') ORDER BY updated_at DESC LIMIT %(limit)s
+SELECT * FROM (
+    (SELECT id, provider, status, last_error, updated_at FROM orders WHERE status = 'failed'
+     ORDER BY updated_at DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, provider, status, last_error, updated_at FROM orders WHERE status = 'in_doubt'
+     ORDER BY updated_at DESC LIMIT %(limit)s)
+) AS latest ORDER BY updated_at DESC LIMIT %(limit)s
 """
 
 # A notification of the order's current state, for its target (when it has one). Built from the row itself.

@@ -13,3 +13,14 @@ CREATE INDEX orders_sealed_card ON orders (id) WHERE sealed_card;
 
 -- When the notify sweep last sent a delivery message for a notification (none again until it is taken or late).
 ALTER TABLE notifications ADD COLUMN swept_at timestamptz;
+
+-- `status`'s latest in-doubt orders (the latest failed ones have orders_failed).
+CREATE INDEX orders_in_doubt ON orders (updated_at) WHERE status = 'in_doubt';
+
+-- The retry rounds' candidates: failed orders whose last error was retryable, by round then age (the orders whose
+-- rounds are spent, which pile up, sit apart at the end of each round's range).
+CREATE INDEX orders_round_due ON orders (retry_round, updated_at)
+    WHERE status = 'failed' AND last_error->>'kind' = 'retryable';
+
+-- /metrics' oldest waiting order: the first entry, not the queued and retrying ones due before it.
+CREATE INDEX orders_waiting_due ON orders (due_at) WHERE status = 'waiting';
