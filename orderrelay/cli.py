@@ -345,12 +345,12 @@ def _broker_view(timeout: float = 1.0) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
 def status(as_json: bool) -> None:
     """One screen: queue depths, workers, orders by status per provider, recent failures, circuit breakers."""
-    from store.orders import circuits, counts, follow_ups_overdue, recent_failures
+    from store.orders import circuits, counts, follow_up_troubles, recent_failures
 
     with _connect() as conn:
         view = {
             "orders": jsonable(counts(conn)),
-            "follow_ups_overdue": follow_ups_overdue(conn),
+            "follow_ups": follow_up_troubles(conn),
             "recent_failures": jsonable(recent_failures(conn)),
             "circuits": jsonable(circuits(conn)),
             **_broker_view(),
@@ -379,11 +379,14 @@ def status(as_json: bool) -> None:
     for row in view["orders"]:
         table.add_row(row["provider"] or "-", row["status"], str(row["n"]), str(row["oldest"] or "-")[:19])
     console.print(table)
-    if view["follow_ups_overdue"]:
+    troubles = view["follow_ups"]
+    if troubles["follow_up_overdue"]:
         console.print(
-            f"[red]{view['follow_ups_overdue']} placed order(s) still pending at their provider past the follow-up "
-            "deadline: check them there (orderrelay list --status placed shows their last_error)[/]"
+            f"[red]{troubles['follow_up_overdue']} placed order(s) still pending at their provider past the "
+            "follow-up deadline: check them there (orderrelay list --status placed shows their last_error)[/]"
         )
+    if troubles["follow_up"]:
+        console.print(f"[yellow]{troubles['follow_up']} placed order(s) whose last follow-up read failed[/]")
     failures = Table("id", "provider", "status", "when", "error", title="recent failures")
     for row in view["recent_failures"]:
         failures.add_row(

@@ -145,7 +145,7 @@ def cases(conn: psycopg.Connection) -> list[tuple[str, str, str, dict]]:
         ("status: order totals", "status, /metrics", queries.ORDER_TOTALS, {}),
         ("status: oldest open change", "status", queries.OLDEST_OPEN, {"providers": list(PROVIDER_IDS)}),
         ("status: latest failures", "status", queries.RECENT_FAILURES, {"limit": 10}),
-        ("status: follow-ups overdue", "status", queries.FOLLOW_UPS_OVERDUE, {}),
+        ("status: follow-up troubles", "status", queries.FOLLOW_UP_TROUBLES, {}),
         ("/metrics: attempt totals", "/metrics", queries.ATTEMPT_TOTALS, {}),
         ("/metrics: oldest due", "/metrics", queries.OLDEST_DUE, {}),
         ("order by id", "show, API GET /orders/{id}", queries.GET_ORDER, {"id": some["id"]}),

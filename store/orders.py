@@ -162,9 +162,11 @@ def take_follow_ups(conn: Connection, *, limit: int = 200) -> list[dict]:
     return conn.execute(queries.FOLLOW_UPS, {"limit": limit}).fetchall()
 
 
-def follow_ups_overdue(conn: Connection) -> int:
-    """Placed orders still pending at their provider past the follow-up deadline (an operator was told)."""
-    return conn.execute(queries.FOLLOW_UPS_OVERDUE).fetchone()["n"]
+def follow_up_troubles(conn: Connection) -> dict[str, int]:
+    """Pending placed orders whose last follow-up read failed (``follow_up``) or that are past the follow-up
+    deadline (``follow_up_overdue``), by kind."""
+    counts = {r["kind"]: r["n"] for r in conn.execute(queries.FOLLOW_UP_TROUBLES)}
+    return {"follow_up": counts.get("follow_up", 0), "follow_up_overdue": counts.get("follow_up_overdue", 0)}
 
 
 def record_provider_status(

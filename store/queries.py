@@ -242,10 +242,12 @@ WITH picked AS (
 UPDATE orders o SET updated_at = clock_timestamp() FROM picked WHERE o.id = picked.id
 RETURNING o.id, o.provider, o.request, o.provider_ref, o.provider_status, o.placed_at, o.last_error
 """
-FOLLOW_UPS_OVERDUE = """
-SELECT count(*) AS n FROM orders
+# The follow-up's troubles by kind (follow_up: the last read failed or could not be read; follow_up_overdue).
+FOLLOW_UP_TROUBLES = """
+SELECT last_error->>'kind' AS kind, count(*) AS n FROM orders
 WHERE status = 'placed' AND provider = 'adobe_vip' AND provider_status IS DISTINCT FROM '1000'
-  AND last_error->>'kind' = 'follow_up_overdue'
+  AND last_error->>'kind' IN ('follow_up', 'follow_up_overdue')
+GROUP BY 1
 """
 
 # A change the follow-up read, recorded only if the order still has the status that run read (compare and set:

@@ -47,6 +47,7 @@ def test_an_unreadable_answer_is_that_orders_problem_and_the_others_are_still_fo
     assert ends == [(Status.FAILED, "1004"), (Status.FAILED, "1008"), (Status.PLACED, "1000")]  # 1008: cancelled
     kept = store.get_order(db, broken)
     assert (kept["status"], kept["last_error"]["kind"]) == (Status.PLACED, "follow_up")
+    assert store.follow_up_troubles(db) == {"follow_up": 1, "follow_up_overdue": 0}  # shown by `status`
     events = len(kept["events"])
     assert pipeline.follow_up(runtime) == 0
     assert len(store.get_order(db, broken)["events"]) == events  # the same trouble is not recorded twice
@@ -97,7 +98,7 @@ def test_an_order_pending_past_the_deadline_is_reported_once(runtime, db, sandbo
     assert pipeline.follow_up(runtime) == 0
     overdue = store.get_order(db, order_id)
     assert (overdue["status"], overdue["last_error"]["kind"]) == (Status.PLACED, "follow_up_overdue")
-    assert store.follow_ups_overdue(db) == 1
+    assert store.follow_up_troubles(db) == {"follow_up": 0, "follow_up_overdue": 1}
     events = len(overdue["events"])
     pipeline.follow_up(runtime)
     assert len(store.get_order(db, order_id)["events"]) == events
