@@ -13,7 +13,6 @@ restart); ``tests/e2e/test_restarts.py`` restarts a real Redis three times under
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -77,11 +76,8 @@ def reserved(broker_url: str, *, scan: int = 10_000) -> dict:
     held = client.hlen("unacked")
     oldest = client.zrange("unacked_index", 0, 0, withscores=True)
     jobs = 0
-    for _, raw in client.hscan_iter("unacked", count=1000):
-        try:
-            jobs += json.loads(raw)[0].get("headers", {}).get("task") == "orders.submit"
-        except (ValueError, AttributeError, IndexError, TypeError):
-            continue
+    for headers in pending.unacked_headers(client):
+        jobs += headers.get("task") == "orders.submit"
         scan -= 1
         if scan <= 0:
             break

@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -49,14 +50,16 @@ def taken_in(client: redis.Redis | None, message_id: str | None) -> None:
             log.warning("could not remove the note of a job taken in; the sweep will")
 
 
-def _held_unacknowledged(client: redis.Redis) -> set[str]:
-    ids = set()
+def unacked_headers(client: redis.Redis) -> Iterator[dict]:
+    """The headers of each message workers hold unacknowledged (kombu's ``unacked`` hash: [message, exchange,
+    routing key] per delivery tag); entries that are not such messages are passed over."""
     for _, raw in client.hscan_iter("unacked", count=1000):
         try:
-            ids.add(json.loads(raw)[0]["headers"]["id"])
+            headers = json.loads(raw)[0]["headers"]
         except (ValueError, KeyError, IndexError, TypeError):
             continue
-    return ids
+        if isinstance(headers, dict):
+            yield headers
 
 
 def lost(client: redis.Redis | None, has_row: Any, *, grace: float, limit: int = 1000) -> list[tuple[str, dict]]:
@@ -76,8 +79,8 @@ def lost(client: redis.Redis | None, has_row: Any, *, grace: float, limit: int =
     rows = set(has_row(list(old)))
     if rows:
         client.hdel(KEY, *rows)
-    held = _held_unacknowledged(client)
-    found = [(message_id, entry["kwargs"]) for message_id, entry in old.items() if message_id not in rows | held]
+    elsewhere = rows | {headers.get("id") for headers in unacked_headers(client)}
+    found = [(message_id, entry["kwargs"]) for message_id, entry in old.items() if message_id not in elsewhere]
     for message_id, kwargs in found:  # looked at again only after another grace period
         client.hset(KEY, message_id, json.dumps({"at": now, "kwargs": kwargs}))
     return found

@@ -624,13 +624,11 @@ def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
         due, started = [], time.monotonic()
         # Batch after batch while whole batches come (100,000 orders due at midnight go out in one run, not in
         # 1,000 a run), for at most half the interval, so that runs do not pile up.
-        while len(batch := store.sweep_due(conn, grace=rt.settings.requeue_grace, limit=SWEEP_BATCH)) == SWEEP_BATCH:
+        while True:
+            batch = store.sweep_due(conn, grace=rt.settings.requeue_grace, limit=SWEEP_BATCH)
             due += batch
-            if time.monotonic() - started > rt.settings.sweep_interval / 2:
-                break
-        else:
-            due += batch
-        return due
+            if len(batch) < SWEEP_BATCH or time.monotonic() - started > rt.settings.sweep_interval / 2:
+                return due
 
 
 def jobs_lost(rt: Runtime) -> list[tuple[str, dict]]:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -172,26 +174,29 @@ def cases(conn: psycopg.Connection) -> list[tuple[str, str, str, dict]]:
     ]
 
 
-def _scans(node) -> list[str]:
+def explain(conn: psycopg.Connection, query: str, params: dict | None = None) -> dict:
+    """The plan the server would run ``query`` with (its top node, from EXPLAIN in JSON), without running it."""
+    return conn.execute(f"EXPLAIN (FORMAT JSON) {query}", params).fetchone()["QUERY PLAN"][0]["Plan"]
+
+
+def seq_scans(node: Any) -> list[str]:
+    """The tables a plan (or any part of one) reads by a sequential scan."""
     if isinstance(node, list):
-        return [t for item in node for t in _scans(item)]
+        return [t for item in node for t in seq_scans(item)]
     if not isinstance(node, dict):
         return []
-    found = (
-        [node["Relation Name"]] if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in LARGE else []
-    )
+    found = [node["Relation Name"]] if node.get("Node Type") == "Seq Scan" else []
     for value in node.values():
-        if isinstance(value, list | dict):
-            found += _scans(value)
+        found += seq_scans(value)
     return found
 
 
-def _shape(node: dict) -> str:
+def shape(node: dict) -> str:
     """The plan in one line: each node's type and the index or table it reads."""
     name = node["Node Type"] + (f" {node['Index Name']}" if "Index Name" in node else "")
     if "Index Name" not in node and "Relation Name" in node:
         name += f" {node['Relation Name']}"
-    children = [_shape(c) for c in node.get("Plans", [])]
+    children = [shape(c) for c in node.get("Plans", [])]
     return name + (f" ({', '.join(children)})" if children else "")
 
 
@@ -204,7 +209,8 @@ def measure(conn: psycopg.Connection) -> list[Measured]:
                 result = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", params).fetchone()
                 raise _Undo
         plan = result["QUERY PLAN"][0]
-        measured.append(Measured(name, used_by, round(plan["Execution Time"], 2), _shape(plan["Plan"]), _scans(plan)))
+        large = [t for t in seq_scans(plan["Plan"]) if t in LARGE]
+        measured.append(Measured(name, used_by, round(plan["Execution Time"], 2), shape(plan["Plan"]), large))
     return measured
 
 
@@ -219,7 +225,7 @@ def _database(server_url: str | None) -> Iterator[str]:
 
     with contextlib.ExitStack() as stack:
         if not server_url:
-            workdir = Path(stack.enter_context(__import__("tempfile").TemporaryDirectory(prefix="orderrelay-")))
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orderrelay-")))
             server_url = stack.enter_context(embedded.postgres_server(workdir))
         name = f"orderrelay_scale_{uuid.uuid4().hex[:8]}"
         parts = urlsplit(server_url)

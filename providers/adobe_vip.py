@@ -26,10 +26,9 @@ LOOKUP = False  # an order can be read only by the orderId a lost answer would h
 FRESH_HEADERS = ("X-Request-Id",)
 CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
-PENDING_STATUSES = frozenset({"1002"})
 FAILED_STATUSES = frozenset({"1004", "1008", "1020", "1022", "1024", "1026"})  # failed, cancelled, inactive
 # Every status Adobe documents: 1000 complete, 1002 pending, and the failures. Another is kept and still followed.
-KNOWN_STATUSES = frozenset({"1000"}) | PENDING_STATUSES | FAILED_STATUSES
+KNOWN_STATUSES = frozenset({"1000", "1002"}) | FAILED_STATUSES  # 1000 ends the follow-up (FOLLOW_UPS)
 # No lookup by correlation id: a lost answer is resent with the same correlation id instead.
 wait, lookup, found = no_wait, no_lookup, nothing_found
 JSON = {"Accept": "application/json"}

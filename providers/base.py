@@ -78,9 +78,8 @@ class Provider(Protocol):
     def wait(self, order: dict) -> timedelta | None:
         """The wait the order asks for before it may be placed, if any."""
 
-    # Provider statuses of a placed order that may still change (Adobe's 1002), and those that mean the
-    # provider failed it after all; a scheduled follow-up reads orders in the first set until they leave it.
-    PENDING_STATUSES: frozenset[str]
+    # Provider statuses of a placed order that mean the provider failed it after all, and every status the
+    # provider documents (a scheduled follow-up reads orders whose status may still change; see FOLLOW_UPS).
     FAILED_STATUSES: frozenset[str]
     KNOWN_STATUSES: frozenset[str]  # every status the provider documents (a follow-up keeps following others)
 

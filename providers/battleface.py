@@ -33,9 +33,9 @@ LOOKUP = False
 FRESH_HEADERS: tuple[str, ...] = ()
 CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
-PENDING_STATUSES: frozenset[str] = frozenset()  # "Pending" becomes Approved or Cancelled; no read is documented
 FAILED_STATUSES: frozenset[str] = frozenset()
-KNOWN_STATUSES: frozenset[str] = frozenset()  # no follow-up reads its statuses
+# "Pending" becomes Approved or Cancelled, but no read is documented: no follow-up reads its statuses.
+KNOWN_STATUSES: frozenset[str] = frozenset()
 wait, lookup, found, follow_up = no_wait, no_lookup, nothing_found, no_follow_up
 ORDER_PATH = "/api/partner/orders/condensed/dynamic"
 

@@ -34,7 +34,6 @@ LOOKUP = False
 FRESH_HEADERS: tuple[str, ...] = ()
 CARD_FIELDS = {"payment.accountNumber": True, "payment.cvc": False}
 ERASE_WHEN_DONE = ("payment.cvc",)
-PENDING_STATUSES: frozenset[str] = frozenset()
 FAILED_STATUSES: frozenset[str] = frozenset()
 KNOWN_STATUSES: frozenset[str] = frozenset()  # no follow-up reads its statuses
 wait, lookup, found, follow_up = no_wait, no_lookup, nothing_found, no_follow_up

@@ -26,9 +26,8 @@ LOOKUP = True
 FRESH_HEADERS: tuple[str, ...] = ()
 CARD_FIELDS: dict[str, bool] = {}  # Extend orders carry no card data
 ERASE_WHEN_DONE: tuple[str, ...] = ()
-PENDING_STATUSES: frozenset[str] = frozenset()  # "pending" at Extend is a wait orderrelay has already served
 FAILED_STATUSES: frozenset[str] = frozenset()
-KNOWN_STATUSES: frozenset[str] = frozenset()  # no follow-up reads its statuses
+KNOWN_STATUSES: frozenset[str] = frozenset()  # "pending" at Extend is a wait orderrelay has served
 follow_up = no_follow_up  # a placed Extend order does not fail later
 API_VERSION = "2022-02-01"
 ACCEPT = f"application/json; version={API_VERSION}"

@@ -25,7 +25,6 @@ LOOKUP = True
 FRESH_HEADERS: tuple[str, ...] = ()
 CARD_FIELDS: dict[str, bool] = {}
 ERASE_WHEN_DONE: tuple[str, ...] = ()
-PENDING_STATUSES: frozenset[str] = frozenset()
 FAILED_STATUSES: frozenset[str] = frozenset()
 KNOWN_STATUSES: frozenset[str] = frozenset()  # no follow-up reads its statuses
 wait, follow_up = no_wait, no_follow_up

@@ -276,8 +276,6 @@ INSERT INTO order_events (order_id, from_status, to_status, reason)
 SELECT id, 'placed', 'placed', %(reason)s FROM upd
 """
 
-TOUCH = "UPDATE orders SET updated_at = clock_timestamp() WHERE id = %(id)s"
-
 GET_ORDER = "SELECT * FROM orders WHERE id = %(id)s"
 GET_ORDER_BY_KEY = """
 SELECT * FROM orders WHERE idempotency_key = %(key)s AND (%(all)s OR producer = %(producer)s)

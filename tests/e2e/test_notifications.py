@@ -35,6 +35,12 @@ def submit(app, **job) -> None:
     app.send_task("orders.submit", kwargs=job, queue="orders", kwargsrepr="{...}")
 
 
+def submit_hooked(app, sandbox, key: str) -> None:
+    """An Extend job under ``key`` whose outcome goes to the sandbox's receiver."""
+    hook = {"url": f"{sandbox.url}/_receiver/checkout"}
+    submit(app, provider="extend", order=sample_order(key), idempotency_key=key, notify=hook)
+
+
 def received(sandbox, count: int) -> list[dict]:
     return wait_until(
         lambda: (got := sandbox.admin("receiver/received")) and len(got) >= count and got,
@@ -80,13 +86,7 @@ def test_each_end_state_is_delivered_once_signed(stack, db, sandbox):
 def test_a_failing_receiver_gets_the_same_event_id_until_it_answers(stack, db, sandbox):
     _, app = stack
     sandbox.script("receiver", script=[500, 503, "drop"])
-    submit(
-        app,
-        provider="extend",
-        order=sample_order("n-retry"),
-        idempotency_key="n-retry",
-        notify={"url": f"{sandbox.url}/_receiver/checkout"},
-    )
+    submit_hooked(app, sandbox, "n-retry")
     (delivery,) = received(sandbox, 1)
     attempts = db.execute("SELECT http_status, error FROM notification_attempts ORDER BY id").fetchall()
     assert [a["http_status"] for a in attempts] == [500, 503, None, 200]
@@ -121,13 +121,7 @@ def test_notifications_and_redeliver_from_the_cli(stack, db, sandbox):
     import sys
 
     env, app = stack
-    submit(
-        app,
-        provider="extend",
-        order=sample_order("n-cli"),
-        idempotency_key="n-cli",
-        notify={"url": f"{sandbox.url}/_receiver/checkout"},
-    )
+    submit_hooked(app, sandbox, "n-cli")
     received(sandbox, 1)
     order_id = str(db.execute("SELECT id FROM orders WHERE idempotency_key = 'n-cli'").fetchone()["id"])
 
@@ -152,13 +146,7 @@ def test_a_redirect_is_not_followed(stack, db, sandbox):
     _, app = stack
     inside = f"{sandbox.url}/_receiver/internal-only"
     sandbox.script("receiver", script=[{"status": 307, "location": inside}, {"status": 302, "location": inside}])
-    submit(
-        app,
-        provider="extend",
-        order=sample_order("n-redirect"),
-        idempotency_key="n-redirect",
-        notify={"url": f"{sandbox.url}/_receiver/checkout"},
-    )
+    submit_hooked(app, sandbox, "n-redirect")
     deliveries = received(sandbox, 1)  # the third try, once the receiver answers 200
     assert [d["path"] for d in deliveries] == ["/_receiver/checkout"]  # never the redirect's target
     attempts = db.execute("SELECT http_status, error FROM notification_attempts ORDER BY id").fetchall()

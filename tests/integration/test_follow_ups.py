@@ -105,8 +105,7 @@ def test_an_order_pending_past_the_deadline_is_reported_once(runtime, db, sandbo
 
 
 def test_the_follow_up_reads_its_orders_by_an_index(db):
-    import json
-
+    from orderrelay.scale import explain, seq_scans, shape
     from store import queries
 
     db.execute(
@@ -118,8 +117,8 @@ def test_the_follow_up_reads_its_orders_by_an_index(db):
         """
     )
     db.execute("ANALYZE orders")
-    plan = json.dumps(db.execute(f"EXPLAIN (FORMAT JSON) {queries.FOLLOW_UPS}", {"limit": 20}).fetchone())
-    assert "orders_follow_ups" in plan and '"Seq Scan"' not in plan
+    plan = explain(db, queries.FOLLOW_UPS, {"limit": 20})
+    assert "orders_follow_ups" in shape(plan) and seq_scans(plan) == []
 
 
 def test_retry_refuses_an_order_adobe_made_and_then_failed(runtime, db, sandbox, placed):

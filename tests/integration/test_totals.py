@@ -4,7 +4,6 @@ neither orders nor attempts."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 
@@ -109,6 +108,7 @@ def test_the_metrics_and_status_read_neither_orders_nor_attempts_whole(db):
     db.execute("INSERT INTO attempts (order_id, number, outcome, latency_ms) SELECT id, 1, 'placed', 42 FROM orders")
     db.execute("ANALYZE orders")
     db.execute("ANALYZE attempts")
+    from orderrelay.scale import explain, seq_scans
     from store import queries
 
     for query in (
@@ -120,21 +120,8 @@ def test_the_metrics_and_status_read_neither_orders_nor_attempts_whole(db):
         queries.OLDEST_DUE,
     ):
         params = {"providers": ["extend", "chaiz", "webroot"]} if query is queries.OLDEST_OPEN else None
-        plan = json.dumps(db.execute(f"EXPLAIN (FORMAT JSON) {query}", params).fetchone())
-        scanned = {"orders", "attempts"} & set(_seq_scans(json.loads(plan)))
+        scanned = {"orders", "attempts"} & set(seq_scans(explain(db, query, params)))
         assert not scanned, f"a sequential scan of {scanned} in\n{query}"
-
-
-def _seq_scans(node) -> list[str]:
-    if isinstance(node, list):
-        return [t for item in node for t in _seq_scans(item)]
-    if not isinstance(node, dict):
-        return []
-    found = [node["Relation Name"]] if node.get("Node Type") == "Seq Scan" and "Relation Name" in node else []
-    for value in node.values():
-        if isinstance(value, list | dict):
-            found += _seq_scans(value)
-    return found
 
 
 def test_the_collector_reports_the_totals(runtime, db, sandbox):
@@ -169,8 +156,7 @@ def test_one_sweep_releases_every_due_order_not_a_thousand(runtime, db):
 
 
 def test_the_latest_failures_come_from_their_indexes(db):
-    import json
-
+    from orderrelay.scale import explain, seq_scans, shape
     from store import queries
 
     db.execute(
@@ -180,8 +166,8 @@ def test_the_latest_failures_come_from_their_indexes(db):
         "FROM generate_series(1, 20000) AS i"
     )
     db.execute("ANALYZE orders")
-    plan = json.dumps(db.execute(f"EXPLAIN (FORMAT JSON) {queries.RECENT_FAILURES}", {"limit": 10}).fetchone())
-    assert "orders_failed" in plan and "orders_in_doubt" in plan and '"Seq Scan"' not in plan
+    plan = explain(db, queries.RECENT_FAILURES, {"limit": 10})
+    assert "orders_failed" in shape(plan) and "orders_in_doubt" in shape(plan) and seq_scans(plan) == []
     latest = store.recent_failures(db)
     assert len(latest) == 10 and [r["updated_at"] for r in latest] == sorted(
         (r["updated_at"] for r in latest), reverse=True
