@@ -5,11 +5,10 @@ from __future__ import annotations
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import validate
+from orderrelay.schemas import api as views
+from orderrelay.schemas.fields import Chain, Pattern
 
-import providers
-from orderrelay import __version__
-from schemas import api as views
-from schemas.fields import Chain, Pattern
+from orderrelay import __version__, providers
 
 JSON = "application/json"
 

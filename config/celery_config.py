@@ -5,8 +5,9 @@ when the worker process running it dies, and each worker reserves one message pe
 Postgres, not Redis, holds the truth, so the sweep finds any work whose message was lost.
 """
 
-from config.settings import get_settings
-from orderrelay.constants import (
+from orderrelay.config.settings import get_settings
+
+from orderrelay.foundation.constants import (
     QUEUE_NOTIFICATIONS,
     QUEUE_ORDERS,
     TASK_DELIVER,
@@ -42,7 +43,7 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 
-worker_consumer = "worker.consumer:Consumer"  # an undecodable job is kept as a rejected order, not dropped
+worker_consumer = "orderrelay.worker.consumer:Consumer"  # an undecodable job is kept as a rejected order, not dropped
 worker_send_task_events = True  # Flower sees every task
 task_send_sent_event = True
 

@@ -20,8 +20,8 @@ from environs import Env, EnvValidationError
 from marshmallow import ValidationError
 from marshmallow.validate import OneOf, Range
 
-from orderrelay.constants import PROVIDER_IDS
-from orderrelay.errors import ConfigError
+from orderrelay.foundation.constants import PROVIDER_IDS
+from orderrelay.foundation.errors import ConfigError
 
 PREFIX = "ORDERRELAY_"
 
@@ -298,7 +298,7 @@ def _tasks(values: list[str]) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,199}=[A-Za-z0-9_.:-]{1,200}", value):
             raise ValidationError(f"{value!r} is not TASK=QUEUE (the task a notification may be, and its queue).")
         queue = value.split("=", 1)[1]
-        if queue in ("orders", "notifications") or queue.startswith("orders."):  # orderrelay.constants' queues
+        if queue in ("orders", "notifications") or queue.startswith("orders."):  # orderrelay's queues
             # orderrelay's own workers would take the message and discard it as a task they do not know
             raise ValidationError(f"{value!r}: {queue} is orderrelay's own queue; name the producer's.")
 

@@ -11,15 +11,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orderrelay.constants import ALL_STATUSES, PROVIDER_IDS
-from orderrelay.errors import ConfigError, OrderNotFound
-from orderrelay.views import ORDER_FIELDS, jsonable, order_view
+from orderrelay.core.views import ORDER_FIELDS, jsonable, order_view
+from orderrelay.foundation.constants import ALL_STATUSES, PROVIDER_IDS
+from orderrelay.foundation.errors import ConfigError, OrderNotFound
 
 console = Console(highlight=False)
 
 
 def _settings():
-    from config.settings import get_settings
+    from orderrelay.config.settings import get_settings
 
     try:
         return get_settings()
@@ -62,7 +62,7 @@ def keygen_api_key(name: str, role: str) -> None:
     import re
     import secrets
 
-    from config.settings import key_entry
+    from orderrelay.config.settings import key_entry
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
         raise click.BadParameter("letters, digits, '.', '_' and '-' only, at most 64", param_hint="NAME")
@@ -82,7 +82,7 @@ def keygen_notify_secret() -> None:
 @main.command()
 def migrate() -> None:
     """Apply database migrations (safe to run again)."""
-    from store.db import migrate as run
+    from orderrelay.store.db import migrate as run
 
     applied = run(_settings().database_url)
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema up to date")
@@ -100,9 +100,9 @@ def submit(provider: str, file, key: str | None, not_before: str | None) -> None
     except ValueError as exc:
         raise click.ClickException(f"{file.name} is not JSON: {exc}") from None
     settings = _settings()
+    from orderrelay.foundation.vault import Vault
     from orderrelay.producer import send
-    from orderrelay.vault import Vault
-    from worker.app import app
+    from orderrelay.worker.app import app
 
     key = key or str(uuid.uuid4())
     send(app, Vault(settings.fernet_keys), provider, order, idempotency_key=key, not_before=not_before)
@@ -115,7 +115,7 @@ def submit(provider: str, file, key: str | None, not_before: str | None) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
 def show(order_id: str | None, key: str | None, as_json: bool) -> None:
     """Show one order with its attempts and events."""
-    from store.orders import get_order
+    from orderrelay.store.orders import get_order
 
     if bool(order_id) == bool(key):
         raise click.UsageError("give an ORDER_ID or --key, not both")
@@ -156,7 +156,7 @@ def show(order_id: str | None, key: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
 def list_(status: str | None, provider: str | None, limit: int, as_json: bool) -> None:
     """List orders, newest first."""
-    from store.orders import list_orders
+    from orderrelay.store.orders import list_orders
 
     with _connect() as conn:
         rows = [jsonable(r) for r in list_orders(conn, status=status, provider=provider, limit=limit)]
@@ -192,7 +192,7 @@ def orders_table(rows: list[dict], title: str | None = None) -> Table:
 
 def _act(action, order_id: str, **kwargs) -> str:
     """Run an operator action in one transaction; refusals and unknown ids become clear errors."""
-    from orderrelay.errors import ActionRefused
+    from orderrelay.foundation.errors import ActionRefused
 
     try:
         uuid.UUID(order_id)
@@ -210,7 +210,7 @@ def _act(action, order_id: str, **kwargs) -> str:
 @click.option("--reason", default="canceled by an operator", show_default=True)
 def cancel(order_id: str, reason: str) -> None:
     """Cancel a waiting, queued, retrying or failed order; the provider is never called for it."""
-    from orderrelay import operations
+    from orderrelay.core import operations
 
     click.echo(f"order {order_id}: {_act(operations.cancel, order_id, reason=reason)}")
 
@@ -226,10 +226,10 @@ def cancel(order_id: str, reason: str) -> None:
 )
 def retry(order_id: str, reason: str, checked_by: str | None) -> None:
     """Queue a failed or in-doubt order for a new round of attempts (same idempotency key)."""
-    from orderrelay import operations
+    from orderrelay.core import operations
 
     provider = _act(operations.retry, order_id, reason=reason, checked_by=checked_by)
-    from tasks.orders import send_place
+    from orderrelay.tasks.orders import send_place
 
     send_place(order_id, provider)
     click.echo(f"order {order_id}: queued")
@@ -242,7 +242,7 @@ def retry(order_id: str, reason: str, checked_by: str | None) -> None:
 @click.option("--reason", help="What the operator found out (kept in the order's events).")
 def resolve(order_id: str, placed_ref: str | None, failed: bool, reason: str | None) -> None:
     """Settle an in-doubt order by hand: --placed REF or --failed."""
-    from orderrelay import operations
+    from orderrelay.core import operations
 
     if bool(placed_ref) == failed:
         raise click.UsageError("give exactly one of --placed REF or --failed")
@@ -257,10 +257,10 @@ def resolve(order_id: str, placed_ref: str | None, failed: bool, reason: str | N
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
 def notifications(order_id: str, as_json: bool) -> None:
     """The outcome notifications of an order and every delivery attempt."""
-    from store import notifications as notes
+    from orderrelay.store import notifications as notes
 
     def read(conn, oid):
-        from store.orders import get_order
+        from orderrelay.store.orders import get_order
 
         get_order(conn, oid)  # a clear error for an unknown order
         return notes.of_order(conn, uuid.UUID(oid))
@@ -288,8 +288,8 @@ def notifications(order_id: str, as_json: bool) -> None:
 @click.argument("order_id")
 def redeliver(order_id: str) -> None:
     """Send an order's latest notification again (the same event id, so receivers can deduplicate)."""
-    from store import notifications as notes
-    from tasks.orders import deliver
+    from orderrelay.store import notifications as notes
+    from orderrelay.tasks.orders import deliver
 
     deadline = _settings().notify_deadline
     note = _act(lambda conn, oid: notes.redeliver_latest(conn, uuid.UUID(oid), deadline=deadline), order_id)
@@ -307,8 +307,8 @@ def rotate_keys() -> None:
     """
     from rich.progress import Progress
 
-    from orderrelay import operations
-    from orderrelay.vault import Vault
+    from orderrelay.core import operations
+    from orderrelay.foundation.vault import Vault
 
     vault = Vault(_settings().fernet_keys)
     with _connect() as conn, Progress(console=console, transient=True) as progress:
@@ -319,9 +319,9 @@ def rotate_keys() -> None:
 
 def _broker_view(timeout: float = 1.0) -> dict:
     """Queue depths and the workers that answer a ping; errors say the broker is away, not a traceback."""
-    from orderrelay.broker import reserved
-    from orderrelay.constants import ALL_QUEUES
-    from worker.app import app
+    from orderrelay.core.broker import reserved
+    from orderrelay.foundation.constants import ALL_QUEUES
+    from orderrelay.worker.app import app
 
     def depth(channel, queue: str) -> int:
         try:
@@ -345,7 +345,7 @@ def _broker_view(timeout: float = 1.0) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
 def status(as_json: bool) -> None:
     """One screen: queue depths, workers, orders by status per provider, recent failures, circuit breakers."""
-    from store.orders import circuits, counts, follow_up_troubles, recent_failures
+    from orderrelay.store.orders import circuits, counts, follow_up_troubles, recent_failures
 
     with _connect() as conn:
         view = {
@@ -415,7 +415,7 @@ def status(as_json: bool) -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 def api(host: str, port: int) -> None:
     """Serve the HTTP intake API (needs ORDERRELAY_API_KEYS)."""
-    from api.app import serve
+    from orderrelay.api.app import serve
 
     _settings()
     click.echo(f"intake API on http://{host}:{port} (OpenAPI at /openapi.json)")
@@ -427,7 +427,7 @@ def api(host: str, port: int) -> None:
 @click.option("--port", default=8765, show_default=True, type=int)
 def sandbox(host: str, port: int) -> None:
     """Serve the provider sandbox (all simulated provider APIs and /_sandbox/)."""
-    from sandbox.app import serve
+    from orderrelay.sandbox.app import serve
 
     click.echo(f"sandbox on http://{host}:{port} (Extend at /extend)")
     serve(host, port)
@@ -448,7 +448,7 @@ def chaos(
     """The fault drill, on a Redis and a PostgreSQL of its own: workers killed and frozen, Redis killed (always and
     everysec) and flushed, PostgreSQL restarted, providers failing after they made the order; then every job is
     checked against what its provider holds."""
-    from orderrelay.chaos import run
+    from orderrelay.tools.chaos import run
 
     code = run(
         orders=orders, kills=kills, freezes=freezes, workers=workers, rate=rate, timeout=timeout, seed=seed, out=out
@@ -486,7 +486,16 @@ def flower(port: int, address: str | None) -> None:
         )
     if not auth:
         click.echo("Flower without FLOWER_BASIC_AUTH: listening on this machine only", err=True)
-    argv = [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={port}", f"--address={address}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "orderrelay.worker.app",
+        "flower",
+        f"--port={port}",
+        f"--address={address}",
+    ]
     os.execv(sys.executable, [*argv, f"--tasks_columns={FLOWER_COLUMNS}"])  # noqa: S606 - our own interpreter
 
 
@@ -501,7 +510,7 @@ def fuzz(cases: int, seed: int, out: Path | None, no_api: bool) -> None:
         import hypothesis  # noqa: F401
     except ImportError:
         raise click.ClickException("orderrelay fuzz needs hypothesis: pip install 'orderrelay[fuzz]'") from None
-    from orderrelay import fuzz as fuzzing
+    from orderrelay.tools import fuzz as fuzzing
 
     sys.exit(fuzzing.run(cases=cases, seed=seed, out=out, api=not no_api))
 
@@ -527,10 +536,10 @@ def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_di
     """Measure throughput, latency, CPU and memory against bare Celery and the naive design (or, with --scale,
     every scheduled and per-call query against that many orders)."""
     if scale:
-        from orderrelay import scale as at_scale
+        from orderrelay.tools import scale as at_scale
 
         sys.exit(at_scale.run(orders=scale, out_dir=out_dir))
-    from orderrelay.bench import run
+    from orderrelay.tools.bench import run
 
     sys.exit(run(orders=orders, naive_orders=naive_orders, workers=workers, concurrency=concurrency, out_dir=out_dir))
 
@@ -539,7 +548,7 @@ def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_di
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the orders to settle.")
 def demo(timeout: float) -> None:
     """Run the main job end to end: sandbox, a real worker and beat, three Extend orders, live progress."""
-    from orderrelay.demo import run
+    from orderrelay.tools.demo import run
 
     sys.exit(run(timeout=timeout, workdir=Path.cwd()))
 

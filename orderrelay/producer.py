@@ -16,14 +16,14 @@ from typing import Any
 
 from celery import Celery
 
-import providers
-from config.settings import get_producer_settings
-from orderrelay import pending
-from orderrelay.broker import reuse_redis_clients
-from orderrelay.constants import QUEUE_ORDERS, TASK_SUBMIT
-from orderrelay.logs import shown_job
-from orderrelay.pipeline import order_id_for
-from orderrelay.vault import Vault, seal_fields
+from orderrelay import providers
+from orderrelay.config.settings import get_producer_settings
+from orderrelay.core import pending
+from orderrelay.core.broker import reuse_redis_clients
+from orderrelay.core.pipeline import order_id_for
+from orderrelay.foundation.constants import QUEUE_ORDERS, TASK_SUBMIT
+from orderrelay.foundation.logs import shown_job
+from orderrelay.foundation.vault import Vault, seal_fields
 
 
 @functools.cache
@@ -69,7 +69,7 @@ def send(
             kwargsrepr=shown,
             producer=publisher,
         )
-        if publisher.connection.transport.driver_type == "redis":  # see orderrelay.pending
+        if publisher.connection.transport.driver_type == "redis":  # see orderrelay.core.pending
             with publisher.channel.conn_or_acquire() as client:
                 pending.note(client, message_id, kwargs)
     return str(order_id_for(idempotency_key, message_id))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from providers import adobe_vip, battleface, chaiz, extend, webroot
-from providers.base import Provider
+from orderrelay.providers import adobe_vip, battleface, chaiz, extend, webroot
+from orderrelay.providers.base import Provider
 
 REGISTRY: dict[str, Provider] = {module.ID: module for module in (extend, chaiz, adobe_vip, battleface, webroot)}  # type: ignore[misc]
 

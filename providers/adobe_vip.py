@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.settings import ProviderSettings
-from orderrelay.errors import InDoubtError
-from providers.base import ErrorInfo, Key, Placed, Request, Response, no_lookup, no_wait, nothing_found
-from providers.http import Http, oauth_token
-from schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
+from orderrelay.config.settings import ProviderSettings
+from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, no_lookup, no_wait, nothing_found
+from orderrelay.providers.http import Http, oauth_token
+from orderrelay.schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
+
+from orderrelay.foundation.errors import InDoubtError
 
 ID = "adobe_vip"
 KEY = Key.PER_ANSWER

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.settings import ProviderSettings
-from providers.base import (
+from orderrelay.config.settings import ProviderSettings
+from orderrelay.providers.base import (
     ErrorInfo,
     Key,
     Placed,
@@ -23,8 +23,8 @@ from providers.base import (
     no_wait,
     nothing_found,
 )
-from providers.http import Http, oauth_token
-from schemas.battleface import OrderSchema  # noqa: F401 - part of the provider interface
+from orderrelay.providers.http import Http, oauth_token
+from orderrelay.schemas.battleface import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "battleface"
 KEY = Key.NONE

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.settings import ProviderSettings
-from orderrelay.errors import AuthError, PermanentError
-from providers.base import (
+from orderrelay.config.settings import ProviderSettings
+from orderrelay.providers.base import (
     ErrorInfo,
     Key,
     Placed,
@@ -24,8 +23,10 @@ from providers.base import (
     no_wait,
     nothing_found,
 )
-from providers.http import Http
-from schemas.chaiz import OrderSchema  # noqa: F401 - part of the provider interface
+from orderrelay.providers.http import Http
+from orderrelay.schemas.chaiz import OrderSchema  # noqa: F401 - part of the provider interface
+
+from orderrelay.foundation.errors import AuthError, PermanentError
 
 ID = "chaiz"
 KEY = Key.NONE

@@ -14,10 +14,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from config.settings import ProviderSettings
-from providers.base import ErrorInfo, Key, Placed, Request, Response, holds, no_follow_up
-from providers.http import Http, oauth_token
-from schemas.extend import OrderSchema  # noqa: F401 - part of the provider interface
+from orderrelay.config.settings import ProviderSettings
+from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, holds, no_follow_up
+from orderrelay.providers.http import Http, oauth_token
+from orderrelay.schemas.extend import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "extend"
 KEY = Key.STABLE

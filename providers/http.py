@@ -4,7 +4,7 @@ Timeouts before the request went out and refused connections are retryable; 429 
 honour ``Retry-After`` (the provider turned the request away unprocessed); any other 5xx is *in doubt* (a
 gateway or a crash can answer 500, 502 or 504 after the provider made the order), and so are a read timeout
 and a dropped connection after the request went out; other 4xx are permanent. aiohttp's exceptions are
-translated here, once, into the error tree. What the pipeline does with each class is ``providers.policy``.
+translated here, once, into the error tree. What the pipeline does with each class is ``orderrelay.providers.policy``.
 """
 
 from __future__ import annotations
@@ -21,14 +21,21 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+from orderrelay.config.settings import ProviderSettings, Settings
+from orderrelay.providers.base import Key, Placed, Provider, Request, Response
+from orderrelay.providers.egress import SafeResolver
+from orderrelay.providers.policy import Call
 
-from config.settings import ProviderSettings, Settings
 from orderrelay import __version__
-from orderrelay.errors import AuthError, ClaimLost, InDoubtError, PermanentError, ProviderError, RetryableError
-from orderrelay.logs import mask_cards
-from providers.base import Key, Placed, Provider, Request, Response
-from providers.egress import SafeResolver
-from providers.policy import Call
+from orderrelay.foundation.errors import (
+    AuthError,
+    ClaimLost,
+    InDoubtError,
+    PermanentError,
+    ProviderError,
+    RetryableError,
+)
+from orderrelay.foundation.logs import mask_cards
 
 USER_AGENT = f"orderrelay/{__version__}"
 

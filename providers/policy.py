@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from config.settings import Settings
-from orderrelay.constants import Status
-from orderrelay.errors import AuthError, InDoubtError, PermanentError, ProviderError
-from providers.base import Key, Placed
+from orderrelay.config.settings import Settings
+from orderrelay.providers.base import Key, Placed
+
+from orderrelay.foundation.constants import Status
+from orderrelay.foundation.errors import AuthError, InDoubtError, PermanentError, ProviderError
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Signed webhook deliveries, to the public internet only (``providers.egress``), following no redirect.
+"""Signed webhook deliveries, to the public internet only (``orderrelay.providers.egress``), following no redirect.
 
 Signature: ``OrderRelay-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``;
 ``OrderRelay-Event-Id`` repeats on every redelivery of the same event, so receivers can deduplicate.
@@ -13,9 +13,8 @@ import time
 from urllib.parse import urlsplit
 
 import aiohttp
-
-from providers.egress import EgressRefused, host_refusal
-from providers.http import Http
+from orderrelay.providers.egress import EgressRefused, host_refusal
+from orderrelay.providers.http import Http
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

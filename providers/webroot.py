@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from config.settings import ProviderSettings
-from providers.base import ErrorInfo, Key, Placed, Request, Response, no_follow_up, no_wait
-from providers.http import Http, oauth_token
-from schemas.webroot import OrderSchema  # noqa: F401 - part of the provider interface
+from orderrelay.config.settings import ProviderSettings
+from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, no_follow_up, no_wait
+from orderrelay.providers.http import Http, oauth_token
+from orderrelay.schemas.webroot import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "webroot"
 KEY = Key.NONE

@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from marshmallow import ValidationError
-
-from sandbox.faults import ProviderState, json_body, scripted_create
-from schemas.adobe_vip import ROUTING_FIELDS, OrderSchema
-from schemas.fields import flatten_errors
+from orderrelay.sandbox.faults import ProviderState, json_body, scripted_create
+from orderrelay.schemas.adobe_vip import ROUTING_FIELDS, OrderSchema
+from orderrelay.schemas.fields import flatten_errors
 
 CREDENTIALS = {
     "CLIENT_ID": "sandbox-adobe-client",

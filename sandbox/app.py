@@ -5,7 +5,7 @@ Admin API (for tests and the demo), for every provider:
   ``GET  /_sandbox/{provider}/orders``    what the provider created, how many create calls came, and the most that
                                           were being answered at once (``in_flight_peak``)
   ``POST /_sandbox/{provider}/faults``    ``{"latency_ms": 50, "script": [500, {"status": 429, "retry_after": 2},
-                                          "drop_after_create", 200]}`` (see ``sandbox.faults``)
+                                          "drop_after_create", 200]}`` (see ``orderrelay.sandbox.faults``)
   ``POST /_sandbox/{provider}/tokens``    ``{"ttl": 300}`` sets the lifetime of new tokens; ``{"expire": true}``
                                           expires every token now
   ``POST /_sandbox/{provider}/forget-keys``  the provider's replay window has passed: it forgets what it answered
@@ -20,8 +20,7 @@ import logging
 from types import ModuleType
 
 from aiohttp import web
-
-from sandbox import adobe_vip, battleface, chaiz, extend, receiver, webroot
+from orderrelay.sandbox import adobe_vip, battleface, chaiz, extend, receiver, webroot
 
 MODULES: dict[str, ModuleType] = {
     "extend": extend,

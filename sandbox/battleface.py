@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from marshmallow import ValidationError
-
-from sandbox.faults import ProviderState, client_credentials_token, json_body, scripted_create
-from schemas.battleface import OrderSchema
-from schemas.fields import flatten_errors
+from orderrelay.sandbox.faults import ProviderState, client_credentials_token, json_body, scripted_create
+from orderrelay.schemas.battleface import OrderSchema
+from orderrelay.schemas.fields import flatten_errors
 
 CREDENTIALS = {"CLIENT_ID": "sandbox-battleface-client", "CLIENT_SECRET": "sandbox-battleface-secret"}
 

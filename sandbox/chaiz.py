@@ -19,10 +19,9 @@ import json
 
 from aiohttp import web
 from marshmallow import ValidationError
-
-from sandbox.faults import ProviderState, scripted_create
-from schemas.chaiz import OrderSchema
-from schemas.fields import flatten_errors
+from orderrelay.sandbox.faults import ProviderState, scripted_create
+from orderrelay.schemas.chaiz import OrderSchema
+from orderrelay.schemas.fields import flatten_errors
 
 TOKEN = "sandbox-chaiz-token"
 PARTNER = "SANDBOX-PARTNER"

@@ -24,10 +24,9 @@ import uuid
 
 from aiohttp import web
 from marshmallow import ValidationError
-
-from sandbox.faults import ProviderState, client_credentials_token, scripted_create, scripted_lookup
-from schemas.extend import OrderSchema
-from schemas.fields import flatten_errors
+from orderrelay.sandbox.faults import ProviderState, client_credentials_token, scripted_create, scripted_lookup
+from orderrelay.schemas.extend import OrderSchema
+from orderrelay.schemas.fields import flatten_errors
 
 VERSION = "version=2022-02-01"
 CREDENTIALS = {"CLIENT_ID": "sandbox-client", "CLIENT_SECRET": "sandbox-secret"}

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
-
-from sandbox.faults import ProviderState, scripted_create
+from orderrelay.sandbox.faults import ProviderState, scripted_create
 
 
 class State(ProviderState):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from orderrelay.constants import ALL_STATUSES, PROVIDER_IDS
+from orderrelay.foundation.constants import ALL_STATUSES, PROVIDER_IDS
 
 
 class AttemptSchema(Schema):

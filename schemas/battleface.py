@@ -11,8 +11,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
-
-from schemas.fields import UUID, Chain, CountryCode, CurrencyCode, Date, Email, Pattern, StrictNumber, Text, us_state
+from orderrelay.schemas.fields import (
+    UUID,
+    Chain,
+    CountryCode,
+    CurrencyCode,
+    Date,
+    Email,
+    Pattern,
+    StrictNumber,
+    Text,
+    us_state,
+)
 
 
 class _Strict(Schema):

@@ -21,8 +21,8 @@ import json
 import math
 from typing import Any
 
-from orderrelay.constants import SECRET_KEYS
-from orderrelay.logs import scrub
+from orderrelay.foundation.constants import SECRET_KEYS
+from orderrelay.foundation.logs import scrub
 
 MAX_DEPTH = 32
 MAX_STRING = 10_000

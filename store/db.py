@@ -19,7 +19,7 @@ TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout)
 def make_pool(database_url: str, size: int) -> ConnectionPool:
     """A pool of ``size`` connections returning rows as dicts; opened at once so a bad URL fails at start-up.
 
-    Connections are in autocommit: each statement of ``store.queries`` is a whole state change on its own, so
+    Connections are in autocommit: each statement of ``orderrelay.store.queries`` is a whole state change on its own, so
     it costs one round trip, not three (BEGIN, statement, COMMIT). Code that needs several statements to hold
     together says so with ``conn.transaction()``. Each connection is checked as it is handed out (see
     ``closed_by_server``), so a Postgres restart or cut connections cost no task. One connection the server

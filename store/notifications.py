@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from orderrelay.store import queries
 from psycopg import Connection
-
-from store import queries
 
 
 def add(conn: Connection, order_id: uuid.UUID, *, deadline: float) -> int | None:

@@ -1,7 +1,7 @@
 """Tasks for ``orderrelay bench`` only: a no-op (Celery's own cost) and the naive design most people write
 first (a new event loop, HTTP session, token and database connection per task, one call in flight).
 
-Production workers do not load this module; the bench starts its workers with ``--include tasks.bench``."""
+Production workers do not load this module; the bench starts its workers with ``--include orderrelay.tasks.bench``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import json
 import uuid
 
 import psycopg
+from orderrelay.config.settings import get_settings
+from orderrelay.providers import http as provider_http
+from orderrelay.worker.app import app
 from psycopg.types.json import Jsonb
 
-import providers
-from config.settings import get_settings
-from providers import http as provider_http
-from worker.app import app
+from orderrelay import providers
 
 
 @app.task(name="bench.noop")

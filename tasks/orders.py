@@ -13,9 +13,12 @@ import logging
 import uuid
 
 from celery._state import _task_stack  # the stack Celery's own Task.__call__ keeps (see AnyArguments)
+from orderrelay.schemas.hostile import redact_text
+from orderrelay.worker import runtime
+from orderrelay.worker.app import app
 
-from orderrelay import notify, operations, pending, pipeline
-from orderrelay.constants import (
+from orderrelay.core import notify, operations, pending, pipeline
+from orderrelay.foundation.constants import (
     PROVIDER_QUEUES,
     QUEUE_NOTIFICATIONS,
     QUEUE_ORDERS,
@@ -28,11 +31,8 @@ from orderrelay.constants import (
     TASK_SUBMIT,
     TASK_SWEEP,
 )
-from orderrelay.errors import OrderRelayError, ServiceUnavailable, TaskFailed
-from orderrelay.logs import shown_job
-from schemas.hostile import redact_text
-from worker import runtime
-from worker.app import app
+from orderrelay.foundation.errors import OrderRelayError, ServiceUnavailable, TaskFailed
+from orderrelay.foundation.logs import shown_job
 
 log = logging.getLogger("orderrelay.tasks")
 RETRY = {"autoretry_for": (ServiceUnavailable,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": None}

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import redis
 
-from orderrelay import embedded, processes
+from orderrelay.tools import embedded, processes
 
 TEST_BROKER_URL = os.environ.get("ORDERRELAY_TEST_BROKER_URL", "redis://127.0.0.1:6379/15")
 TEST_DATABASE_URL = os.environ.get("ORDERRELAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -63,7 +63,7 @@ def servers() -> Iterator[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def database_url(servers) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped at the end."""
-    from store.db import migrate
+    from orderrelay.store.db import migrate
 
     admin_url = servers[1]
     name = f"orderrelay_test_{uuid.uuid4().hex[:10]}"
@@ -124,7 +124,7 @@ def sandbox_server(logs) -> Iterator[Sandbox]:
 @pytest.fixture(scope="session")
 def service_env(broker_url, database_url, sandbox_server) -> dict[str, str]:
     """The environment every orderrelay process of the tests runs with; also set in this process."""
-    from config.settings import get_settings
+    from orderrelay.config.settings import get_settings
 
     env = processes.environment(
         broker_url,
@@ -147,8 +147,8 @@ def service_env(broker_url, database_url, sandbox_server) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def runtime(service_env):
     """An in-process runtime (pool, loop, HTTP session) for integration tests that call the pipeline directly."""
-    from config.settings import get_settings
-    from worker.runtime import Runtime
+    from orderrelay.config.settings import get_settings
+    from orderrelay.worker.runtime import Runtime
 
     rt = Runtime(get_settings())
     yield rt

@@ -6,8 +6,7 @@ import copy
 
 import pytest
 from marshmallow import Schema, ValidationError
-
-from schemas.fields import flatten_errors
+from orderrelay.schemas.fields import flatten_errors
 
 DELETE = object()
 
@@ -53,7 +52,7 @@ def provider_order(sandbox, provider: str) -> dict:
     the sandbox's admin API."""
     import uuid
 
-    from sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
+    from orderrelay.sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
 
     if provider == "extend":
         return extend_order(f"t-{uuid.uuid4().hex[:10]}")

@@ -1,4 +1,4 @@
-"""The Celery app. Start a worker with ``celery -A worker.app worker --pool threads -c 64 -E``.
+"""The Celery app. Start a worker with ``celery -A orderrelay.worker.app worker --pool threads -c 64 -E``.
 
 Settings are read when the configuration is first needed; bad variables stop start-up with every name listed.
 """
@@ -8,23 +8,23 @@ from __future__ import annotations
 import sys
 
 from celery import Celery, signals
+from orderrelay.config.settings import get_settings
+from orderrelay.worker import runtime
 
-from config.settings import get_settings
-from orderrelay import logs
-from orderrelay.broker import reuse_redis_clients
-from orderrelay.errors import ConfigError
-from worker import runtime
+from orderrelay.core.broker import reuse_redis_clients
+from orderrelay.foundation import logs
+from orderrelay.foundation.errors import ConfigError
 
 try:
     get_settings()
 except ConfigError as exc:
-    if "celery" in sys.argv[0]:  # started as `celery -A worker.app ...`: say what is wrong, not a traceback
+    if "celery" in sys.argv[0]:  # started as `celery -A orderrelay.worker.app ...`: say what is wrong, not a traceback
         sys.exit(str(exc))
     raise
 
 reuse_redis_clients()
-app = Celery("orderrelay", include=["tasks.orders"])  # the bench adds tasks.bench to its own workers
-app.config_from_object("config.celery_config")
+app = Celery("orderrelay", include=["orderrelay.tasks.orders"])  # the bench's workers add tasks.bench
+app.config_from_object("orderrelay.config.celery_config")
 
 
 @signals.after_setup_logger.connect

@@ -15,8 +15,8 @@ import logging
 from celery.worker.consumer import Consumer as CeleryConsumer
 from vine import promise
 
-from orderrelay.constants import TASK_SUBMIT
-from orderrelay.logs import shown_job
+from orderrelay.foundation.constants import TASK_SUBMIT
+from orderrelay.foundation.logs import shown_job
 
 log = logging.getLogger("orderrelay.consumer")
 
@@ -104,8 +104,9 @@ def _shown_safely(message) -> None:
 
 def _keep(message, why: str) -> bool:
     """Record an unreadable job message and acknowledge it; False when it is not a job (Celery handles it)."""
-    from orderrelay import pipeline
-    from worker import runtime
+    from orderrelay.worker import runtime
+
+    from orderrelay.core import pipeline
 
     if _task_of(message) != TASK_SUBMIT:
         return False

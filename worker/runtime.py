@@ -14,15 +14,15 @@ import threading
 from typing import Any
 
 import kombu.exceptions
+from orderrelay.config.settings import Settings, get_settings
+from orderrelay.providers.http import Http
+from orderrelay.store.db import TRANSIENT_ERRORS as DATABASE_ERRORS
+from orderrelay.store.db import make_pool
 
-from config.settings import Settings, get_settings
-from orderrelay import pending
-from orderrelay.breaker import Guard
-from orderrelay.leases import Leases
-from orderrelay.vault import Vault
-from providers.http import Http
-from store.db import TRANSIENT_ERRORS as DATABASE_ERRORS
-from store.db import make_pool
+from orderrelay.core import pending
+from orderrelay.core.leases import Leases
+from orderrelay.foundation.breaker import Guard
+from orderrelay.foundation.vault import Vault
 
 log = logging.getLogger("orderrelay.runtime")
 

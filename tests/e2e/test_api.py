@@ -10,12 +10,12 @@ import urllib.request
 import uuid
 
 import pytest
+from orderrelay.config.settings import key_entry
+from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
+from orderrelay.sandbox.samples import extend_order as sample_order
 
-from config.settings import key_entry
-from orderrelay import embedded, processes
-from orderrelay.constants import Status
-from sandbox.samples import TEST_CARD, chaiz_order
-from sandbox.samples import extend_order as sample_order
+from orderrelay.foundation.constants import Status
+from orderrelay.tools import embedded, processes
 from tests.conftest import started, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -175,7 +175,8 @@ def test_schemathesis_finds_no_5xx_and_no_answer_off_the_spec(api, db, tmp_path)
 
 
 def test_the_python_producer_returns_the_order_id_at_once(service_env, db, monkeypatch, logs):
-    from config.settings import get_producer_settings
+    from orderrelay.config.settings import get_producer_settings
+
     from orderrelay import producer
 
     monkeypatch.setenv("ORDERRELAY_BROKER_URL", service_env["ORDERRELAY_BROKER_URL"])
@@ -232,7 +233,7 @@ def test_a_producer_sees_and_acts_on_its_own_orders_only(api, db):
 
 
 def test_a_blind_resend_is_an_operators_and_records_who_checked(api, db, runtime, sandbox):
-    from orderrelay import pipeline
+    from orderrelay.core import pipeline
 
     plan = sandbox.admin("chaiz/plans", {})
     sandbox.script("chaiz", script=["drop_after_create"])
@@ -260,10 +261,10 @@ def test_the_idempotency_key_header_is_not_overridden_by_a_null_in_the_body(api,
 
 def test_the_worst_inputs_get_a_422_with_the_field_errors_the_worker_gives(api, db, runtime):
     from kombu.utils.json import dumps, loads
+    from orderrelay.store import orders as store
 
-    from orderrelay import pipeline
-    from orderrelay.fuzz import worst
-    from store import orders as store
+    from orderrelay.core import pipeline
+    from orderrelay.tools.fuzz import worst
 
     for job in worst():
         status, _, body = call(f"{api}/orders", "POST", raw=dumps(job).encode())

@@ -7,10 +7,10 @@ import time
 
 import pytest
 import redis
+from orderrelay.sandbox.samples import adobe_order, extend_order
 
-from orderrelay import processes
-from orderrelay.constants import Status
-from sandbox.samples import adobe_order, extend_order
+from orderrelay.foundation.constants import Status
+from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 from tests.e2e.test_worker import run_cli
 

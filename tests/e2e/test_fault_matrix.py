@@ -21,10 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
+from orderrelay.store import orders as store
 
-from orderrelay import pipeline, processes
-from orderrelay.constants import FINAL_STATUSES, TASK_SUBMIT, Status
-from store import orders as store
+from orderrelay.core import pipeline
+from orderrelay.foundation.constants import FINAL_STATUSES, TASK_SUBMIT, Status
+from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 from tests.helpers import REF_FIELD, provider_order
 
@@ -137,7 +138,7 @@ def rows(db, keys: dict[str, str]) -> dict[str, dict]:
 
 @pytest.mark.parametrize("fault", WORKER_FAULTS)
 def test_fault_matrix_with_real_workers(fault, service_env, logs, db, sandbox):
-    from worker.app import app
+    from orderrelay.worker.app import app
 
     redis.Redis.from_url(service_env["ORDERRELAY_BROKER_URL"]).flushdb()  # no job left behind by earlier tests
     freeze = fault == WORKER_FAULTS[1]

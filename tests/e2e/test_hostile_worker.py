@@ -13,11 +13,11 @@ import uuid
 import pytest
 import redis
 from kombu import Connection, Producer
+from orderrelay.sandbox.samples import extend_order
 
-from orderrelay import processes
-from orderrelay.constants import TASK_SUBMIT, Status
-from orderrelay.fuzz import nested, samples
-from sandbox.samples import extend_order
+from orderrelay.foundation.constants import TASK_SUBMIT, Status
+from orderrelay.tools import processes
+from orderrelay.tools.fuzz import nested, samples
 from tests.conftest import started, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ def raw_message(broker_url: str, body: bytes, content_type: str = "application/j
 
 
 def test_the_worst_inputs_are_each_recorded_as_rejected_while_the_worker_answers_pings(service_env, logs, db, sandbox):
-    from worker.app import app
+    from orderrelay.worker.app import app
 
     redis.Redis.from_url(service_env["ORDERRELAY_BROKER_URL"]).flushdb()
     chaiz = samples()["chaiz"]

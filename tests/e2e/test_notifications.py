@@ -8,12 +8,12 @@ import json
 
 import pytest
 import redis
+from orderrelay.providers.webhook import verify
+from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
+from orderrelay.sandbox.samples import extend_order as sample_order
 
-from orderrelay import processes
-from orderrelay.constants import Status
-from providers.webhook import verify
-from sandbox.samples import TEST_CARD, chaiz_order
-from sandbox.samples import extend_order as sample_order
+from orderrelay.foundation.constants import Status
+from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -170,8 +170,8 @@ def test_a_job_whose_webhook_points_inside_is_rejected_by_the_worker(url, stack,
 def test_a_stored_target_that_points_inside_is_refused_at_delivery_not_posted(stack, db, sandbox):
     # A target taken in before the deployment's rules changed (or under other rules): checked again when used.
     _, app = stack
-    from store import notifications as notes
-    from store import orders as store
+    from orderrelay.store import notifications as notes
+    from orderrelay.store import orders as store
 
     port = sandbox.url.rsplit(":", 1)[1]
     with db.transaction():

@@ -10,10 +10,10 @@ import time
 
 import pytest
 import redis
+from orderrelay.sandbox.samples import extend_order
 
-from orderrelay import processes
-from orderrelay.constants import PLACING_QUEUES, QUEUE_NOTIFICATIONS, Status
-from sandbox.samples import extend_order
+from orderrelay.foundation.constants import PLACING_QUEUES, QUEUE_NOTIFICATIONS, Status
+from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 
 pytestmark = pytest.mark.e2e

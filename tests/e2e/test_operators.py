@@ -11,10 +11,10 @@ import urllib.request
 import psycopg
 import pytest
 import redis
+from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
 
-from orderrelay import embedded, processes
-from orderrelay.constants import ALL_QUEUES, Status
-from sandbox.samples import TEST_CARD, chaiz_order
+from orderrelay.foundation.constants import ALL_QUEUES, Status
+from orderrelay.tools import embedded, processes
 from tests.conftest import started, wait_until
 from tests.e2e.test_worker import run_cli
 
@@ -63,8 +63,8 @@ def run_orders(env, sandbox, db) -> list[str]:
     """Two Chaiz orders with card data: one through the CLI, one through the Python producer."""
     from celery import Celery
 
+    from orderrelay.foundation.vault import Vault
     from orderrelay.producer import send
-    from orderrelay.vault import Vault
 
     cli(env, "submit", "chaiz", "-", "--key", "ops-cli", stdin=json.dumps(secret_order(sandbox)))
     app = Celery(broker=env["ORDERRELAY_BROKER_URL"], set_as_current=False)

@@ -11,12 +11,12 @@ import uuid
 import psycopg
 import pytest
 from celery import Celery
+from orderrelay.sandbox.samples import extend_order
 
-from orderrelay import processes
-from orderrelay.broker import reserved
-from orderrelay.constants import QUEUE_ORDERS, TASK_SUBMIT, Status
-from orderrelay.servers import PostgresServer, RedisServer
-from sandbox.samples import extend_order
+from orderrelay.core.broker import reserved
+from orderrelay.foundation.constants import QUEUE_ORDERS, TASK_SUBMIT, Status
+from orderrelay.tools import processes
+from orderrelay.tools.servers import PostgresServer, RedisServer
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def own(tmp_path, sandbox, logs):
     """A Redis (appendfsync always) and a PostgreSQL of this test's own, migrated, and the environment for them."""
-    from store.db import migrate
+    from orderrelay.store.db import migrate
 
     redis_server, postgres = RedisServer(tmp_path), PostgresServer(tmp_path / "pg")
     postgres.folder.mkdir()
@@ -129,9 +129,9 @@ def test_a_job_lost_in_kombus_hand_over_is_sent_again_under_its_message_id(own, 
     # neither place. The same state, made exactly: the message popped from the queue by hand, as that BRPOP did.
     import redis
 
-    from orderrelay import pending
+    from orderrelay.core import pending
+    from orderrelay.foundation.vault import Vault
     from orderrelay.producer import send as submit
-    from orderrelay.vault import Vault
 
     redis_server, postgres, env = own
     app = Celery(broker=env["ORDERRELAY_BROKER_URL"], set_as_current=False)

@@ -9,10 +9,10 @@ import sys
 import uuid
 
 import pytest
+from orderrelay.sandbox.samples import extend_order as sample_order
 
-from orderrelay import processes
-from orderrelay.constants import TASK_SUBMIT, Status
-from sandbox.samples import extend_order as sample_order
+from orderrelay.foundation.constants import TASK_SUBMIT, Status
+from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 from tests.helpers import REF_FIELD, provider_order
 
@@ -28,7 +28,7 @@ def worker(service_env, logs):
 
 @pytest.fixture(scope="module")
 def celery_app(service_env):
-    from worker.app import app
+    from orderrelay.worker.app import app
 
     return app
 
@@ -124,7 +124,8 @@ def test_retryable_faults_are_retried_to_placement_with_one_key(worker, celery_a
 
 
 def test_work_whose_message_was_lost_is_found_by_beat_and_placed(worker, service_env, logs, db, sandbox):
-    from store import orders as store
+    from orderrelay.store import orders as store
+
     from tests.integration.test_pipeline import job
 
     with db.transaction():

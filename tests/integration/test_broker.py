@@ -1,11 +1,11 @@
-"""kombu's Redis channels keep one client (orderrelay.broker), against a real Redis."""
+"""kombu's Redis channels keep one client (orderrelay.core.broker), against a real Redis."""
 
 from __future__ import annotations
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from orderrelay.broker import reuse_redis_clients
+from orderrelay.core.broker import reuse_redis_clients
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ import time
 import uuid
 
 import pytest
+from orderrelay.sandbox.samples import adobe_order, chaiz_order, extend_order
+from orderrelay.store import orders as store
 
-from orderrelay import operations, pipeline
-from orderrelay.constants import Status
-from sandbox.samples import adobe_order, chaiz_order, extend_order
-from store import orders as store
+from orderrelay.core import operations, pipeline
+from orderrelay.foundation.constants import Status
 
 pytestmark = pytest.mark.integration
 

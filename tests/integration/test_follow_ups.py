@@ -7,11 +7,11 @@ import threading
 import uuid
 
 import pytest
+from orderrelay.sandbox.samples import adobe_order
+from orderrelay.store import orders as store
 
-from orderrelay import pipeline
-from orderrelay.constants import Status
-from sandbox.samples import adobe_order
-from store import orders as store
+from orderrelay.core import pipeline
+from orderrelay.foundation.constants import Status
 
 pytestmark = pytest.mark.integration
 
@@ -105,8 +105,9 @@ def test_an_order_pending_past_the_deadline_is_reported_once(runtime, db, sandbo
 
 
 def test_the_follow_up_reads_its_orders_by_an_index(db):
-    from orderrelay.scale import explain, seq_scans, shape
-    from store import queries
+    from orderrelay.store import queries
+
+    from orderrelay.tools.scale import explain, seq_scans, shape
 
     db.execute(
         """
@@ -122,8 +123,8 @@ def test_the_follow_up_reads_its_orders_by_an_index(db):
 
 
 def test_retry_refuses_an_order_adobe_made_and_then_failed(runtime, db, sandbox, placed):
-    from orderrelay import operations
-    from orderrelay.errors import ActionRefused
+    from orderrelay.core import operations
+    from orderrelay.foundation.errors import ActionRefused
 
     ((order_id, ref),) = placed(1)
     move(sandbox, ref, "1004")

@@ -8,12 +8,12 @@ import uuid
 import psycopg
 import pytest
 from kombu.utils.json import dumps, loads
+from orderrelay.sandbox.samples import extend_order
+from orderrelay.store import orders as store
 
-from orderrelay import pipeline
-from orderrelay.constants import Status
-from orderrelay.fuzz import nested, worst
-from sandbox.samples import extend_order
-from store import orders as store
+from orderrelay.core import pipeline
+from orderrelay.foundation.constants import Status
+from orderrelay.tools.fuzz import nested, worst
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_a_hostile_message_id_is_kept_by_its_hash_and_still_deduplicates(message
 
 
 def test_an_error_of_ours_during_intake_is_kept_as_a_rejected_order_with_its_intake_error(runtime, db, monkeypatch):
-    from schemas import envelope
+    from orderrelay.core import envelope
 
     def broken(provider_id):
         raise RuntimeError("a bug for ada@example.com with card 4111 1111 1111 1111\nand a second line")
@@ -69,7 +69,7 @@ def test_an_error_of_ours_during_intake_is_kept_as_a_rejected_order_with_its_int
 
 
 def test_a_service_error_is_raised_for_a_retry_until_the_message_is_a_poison_one(runtime, db, monkeypatch):
-    from schemas import envelope
+    from orderrelay.core import envelope
 
     def down(*args, **kwargs):
         raise psycopg.OperationalError("statement timeout")

@@ -7,11 +7,11 @@ import urllib.request
 import uuid
 
 import pytest
+from orderrelay.sandbox.samples import battleface_order, webroot_order
+from orderrelay.store import orders as store
 
-from orderrelay import pipeline
-from orderrelay.constants import Status
-from sandbox.samples import battleface_order, webroot_order
-from store import orders as store
+from orderrelay.core import pipeline
+from orderrelay.foundation.constants import Status
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ def test_webroot_order_after_the_token_expired_succeeds_with_one_refresh(runtime
 
 
 def test_webroot_sandbox_speaks_xml(sandbox, cart):
-    from sandbox.webroot import CREDENTIALS
+    from orderrelay.sandbox.webroot import CREDENTIALS
 
     body = (
         b'<CreateOrderRequestServiceModel xmlns="http://schemas.datacontract.org/2004/07/Webroot.UnityAPI.'

@@ -10,16 +10,16 @@ import uuid
 import psycopg
 import pytest
 from click.testing import CliRunner
+from orderrelay.sandbox.samples import chaiz_order
+from orderrelay.sandbox.samples import extend_order as sample_order
+from orderrelay.store import orders as store
 from psycopg.rows import dict_row
 
-from orderrelay import operations, pipeline
-from orderrelay.breaker import Guard
 from orderrelay.cli import main
-from orderrelay.constants import Status
-from orderrelay.errors import ActionRefused
-from sandbox.samples import chaiz_order
-from sandbox.samples import extend_order as sample_order
-from store import orders as store
+from orderrelay.core import operations, pipeline
+from orderrelay.foundation.breaker import Guard
+from orderrelay.foundation.constants import Status
+from orderrelay.foundation.errors import ActionRefused
 
 pytestmark = pytest.mark.integration
 

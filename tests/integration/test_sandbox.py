@@ -8,9 +8,8 @@ import urllib.request
 import uuid
 
 import pytest
-
-from sandbox.faults import Fault, parse_step
-from sandbox.samples import extend_order as sample_order
+from orderrelay.sandbox.faults import Fault, parse_step
+from orderrelay.sandbox.samples import extend_order as sample_order
 
 pytestmark = pytest.mark.integration
 ACCEPT = "application/json; version=2022-02-01"
@@ -154,7 +153,7 @@ def adobe_headers(sandbox):
 
 
 def test_adobe_needs_a_correlation_id_and_a_fresh_request_id(sandbox, adobe_headers):
-    from sandbox.samples import adobe_order
+    from orderrelay.sandbox.samples import adobe_order
 
     customer = sandbox.admin("adobe_vip/customers", {})["customerId"]
     offer = sandbox.admin("adobe_vip/offers", {})["offerId"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderrelay import scale
+from orderrelay.tools import scale
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from orderrelay.store import orders as store
+from orderrelay.store.db import migrate
 
-from orderrelay.constants import Status
-from store import orders as store
-from store.db import migrate
+from orderrelay.foundation.constants import Status
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ def test_sweep_finds_due_work_whose_message_is_not_on_its_way(db):
 
 @pytest.fixture
 def pool(database_url):
-    from store.db import make_pool
+    from orderrelay.store.db import make_pool
 
     pool = make_pool(database_url, 2)
     yield pool
@@ -137,7 +137,7 @@ def test_a_checkout_after_the_server_ended_every_pooled_connection_gets_a_fresh_
     """Every connection of a full pool terminated at once (a restart, an operator's pg_terminate_backend): the
     next checkout gets a working connection well within its timeout, instead of testing the dead ones one by
     one with psycopg_pool's growing pauses between them (1, 2, 4 s ... which exhausted a 30 s timeout)."""
-    from store.db import make_pool
+    from orderrelay.store.db import make_pool
 
     pool = make_pool(database_url, 8)
     try:

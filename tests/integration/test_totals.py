@@ -8,12 +8,12 @@ import threading
 from collections import Counter
 
 import pytest
+from orderrelay.api.metrics import PostgresCollector
+from orderrelay.sandbox.samples import extend_order
+from orderrelay.store import orders as store
 
-from api.metrics import PostgresCollector
-from orderrelay import pipeline
-from orderrelay.constants import Status
-from sandbox.samples import extend_order
-from store import orders as store
+from orderrelay.core import pipeline
+from orderrelay.foundation.constants import Status
 from tests.integration.test_store import insert
 
 pytestmark = pytest.mark.integration
@@ -108,8 +108,9 @@ def test_the_metrics_and_status_read_neither_orders_nor_attempts_whole(db):
     db.execute("INSERT INTO attempts (order_id, number, outcome, latency_ms) SELECT id, 1, 'placed', 42 FROM orders")
     db.execute("ANALYZE orders")
     db.execute("ANALYZE attempts")
-    from orderrelay.scale import explain, seq_scans
-    from store import queries
+    from orderrelay.store import queries
+
+    from orderrelay.tools.scale import explain, seq_scans
 
     for query in (
         queries.FOLD_ORDER_TOTALS,
@@ -156,8 +157,9 @@ def test_one_sweep_releases_every_due_order_not_a_thousand(runtime, db):
 
 
 def test_the_latest_failures_come_from_their_indexes(db):
-    from orderrelay.scale import explain, seq_scans, shape
-    from store import queries
+    from orderrelay.store import queries
+
+    from orderrelay.tools.scale import explain, seq_scans, shape
 
     db.execute(
         "INSERT INTO orders (id, provider_key, provider, status, request, request_hash, updated_at) "

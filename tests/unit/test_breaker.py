@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from orderrelay.breaker import Guard
+from orderrelay.foundation.breaker import Guard
 
 
 def test_calls_beyond_the_cap_are_deferred():

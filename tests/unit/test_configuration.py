@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from orderrelay.constants import PLACING_QUEUES, QUEUE_NOTIFICATIONS
+from orderrelay.foundation.constants import PLACING_QUEUES, QUEUE_NOTIFICATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,8 +21,7 @@ def conf(request):
     import os
 
     from cryptography.fernet import Fernet
-
-    from config.settings import get_settings
+    from orderrelay.config.settings import get_settings
 
     saved = dict(os.environ)
     os.environ.update(
@@ -34,9 +33,9 @@ def conf(request):
         ORDERRELAY_PROVIDERS="extend",
     )
     get_settings.cache_clear()
-    from worker.app import app
+    from orderrelay.worker.app import app
 
-    app.loader.config_from_object("config.celery_config")  # make sure it reads this environment
+    app.loader.config_from_object("orderrelay.config.celery_config")  # make sure it reads this environment
     yield app.conf, app
     os.environ.clear()
     os.environ.update(saved)
@@ -95,7 +94,7 @@ def test_procfile_runs_each_process_with_the_celery_app():
     assert {"worker", "notifier", "beat", "flower", "sandbox", "release", "api"} <= set(lines)
     for name in ("worker", "beat"):
         argv = shlex.split(lines[name])
-        assert argv[:3] == ["celery", "-A", "worker.app"]
+        assert argv[:3] == ["celery", "-A", "orderrelay.worker.app"]
     assert shlex.split(lines["flower"].split("#")[0])[:2] == ["orderrelay", "flower"]  # guarded: no open Flower
     worker = shlex.split(lines["worker"])
     assert "-E" in worker
@@ -105,11 +104,11 @@ def test_procfile_runs_each_process_with_the_celery_app():
 
 
 def _check_command(argv: list[str]) -> None:
-    """A command is `celery -A worker.app <worker|beat|flower|inspect> ...` or `orderrelay <a real subcommand>`."""
+    """A command is `celery -A orderrelay.worker.app <command>` or `orderrelay <a real subcommand>`."""
     from orderrelay.cli import main
 
     if argv[0] == "celery":
-        assert argv[1:3] == ["-A", "worker.app"], argv
+        assert argv[1:3] == ["-A", "orderrelay.worker.app"], argv
         assert argv[3] in {"worker", "beat", "flower", "inspect"}, argv
     else:
         assert argv[0] == "orderrelay", argv

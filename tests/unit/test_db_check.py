@@ -7,8 +7,7 @@ import resource
 import socket
 
 import pytest
-
-from store.db import _readable
+from orderrelay.store.db import _readable
 
 
 def test_a_socket_is_readable_once_its_peer_wrote_or_hung_up():

@@ -13,15 +13,15 @@ import pytest
 from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from orderrelay.providers import REGISTRY
+from orderrelay.sandbox.samples import chaiz_order, extend_order
+from orderrelay.schemas import chaiz
+from orderrelay.schemas.fields import WHITESPACE
+from orderrelay.schemas.hostile import MAX_DEPTH, clean_text, problems, redact_text, storable
 
-from orderrelay.errors import JobInvalid
-from orderrelay.vault import Vault
-from providers import REGISTRY
-from sandbox.samples import chaiz_order, extend_order
-from schemas import chaiz
-from schemas.envelope import validate_job
-from schemas.fields import WHITESPACE
-from schemas.hostile import MAX_DEPTH, clean_text, problems, redact_text, storable
+from orderrelay.core.envelope import validate_job
+from orderrelay.foundation.errors import JobInvalid
+from orderrelay.foundation.vault import Vault
 from tests.helpers import errors_of, mutated
 
 VAULT = Vault([Fernet.generate_key().decode()])
@@ -159,7 +159,7 @@ def test_chaiz_still_takes_what_its_seed_allows():
 
 
 def test_a_date_or_uuid_in_another_script_is_not_a_date_or_uuid():
-    from sandbox.samples import battleface_order
+    from orderrelay.sandbox.samples import battleface_order
 
     order = battleface_order("q1", applicant={"dob": "\u0661\u0669\u0669\u0667-01-05"})
     assert errors({"provider": "battleface", "order": order})["order.applicant.dob"] == ["Not a valid date."]

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from orderrelay.logs import formatter, order_fields
+from orderrelay.foundation.logs import formatter, order_fields
 
 
 @pytest.mark.parametrize("kind", ["text", "json"])

@@ -7,14 +7,14 @@ from email.utils import format_datetime
 from types import SimpleNamespace
 
 import pytest
+from orderrelay.config.settings import Settings
+from orderrelay.providers import adobe_vip, chaiz, extend, webroot
+from orderrelay.providers.base import Key, Placed, Response
+from orderrelay.providers.http import Sending, check, retry_after
+from orderrelay.providers.policy import Call, backoff, decide
 
-from config.settings import Settings
-from orderrelay.constants import Status
-from orderrelay.errors import AuthError, InDoubtError, PermanentError, RetryableError
-from providers import adobe_vip, chaiz, extend, webroot
-from providers.base import Key, Placed, Response
-from providers.http import Sending, check, retry_after
-from providers.policy import Call, backoff, decide
+from orderrelay.foundation.constants import Status
+from orderrelay.foundation.errors import AuthError, InDoubtError, PermanentError, RetryableError
 
 SETTINGS = Settings(
     broker_url="redis://",
@@ -184,7 +184,7 @@ def test_an_adobe_success_naming_no_order_is_in_doubt_and_keeps_its_correlation_
     order may exist, so the attempt is uncertain and a resend carries the same correlation id."""
     import asyncio
 
-    from providers.http import place
+    from orderrelay.providers.http import place
 
     class Gateway:
         async def send(self, base_url, request, headers):
@@ -206,6 +206,6 @@ def test_an_adobe_success_naming_no_order_is_in_doubt_and_keeps_its_correlation_
 
 
 def adobe_order_for_test() -> dict:
-    from sandbox.samples import adobe_order
+    from orderrelay.sandbox.samples import adobe_order
 
     return adobe_order("9876543210", "65304470CA01A12")

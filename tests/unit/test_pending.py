@@ -1,4 +1,4 @@
-"""The producer's notes of jobs not yet taken in (orderrelay.pending): which are lost, which are not.
+"""The producer's notes of jobs not yet taken in (orderrelay.core.pending): which are lost, which are not.
 
 A fast unit test on fakeredis, laid out the way kombu lays out its Redis keys: the queue ``orders`` (a list) and
 the ``unacked`` hash of messages workers hold.
@@ -12,7 +12,7 @@ import time
 import fakeredis
 import pytest
 
-from orderrelay import pending
+from orderrelay.core import pending
 
 
 @pytest.fixture

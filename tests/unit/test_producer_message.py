@@ -11,16 +11,14 @@ import json
 import fakeredis
 import pytest
 from click.testing import CliRunner
-
-from sandbox.samples import extend_order as sample_order
+from orderrelay.sandbox.samples import extend_order as sample_order
 
 
 @pytest.fixture
 def fake_broker(monkeypatch):
     from cryptography.fernet import Fernet
     from kombu.transport import redis as kombu_redis
-
-    from config.settings import get_settings
+    from orderrelay.config.settings import get_settings
 
     server = fakeredis.FakeServer()
     monkeypatch.setattr(
@@ -37,7 +35,7 @@ def fake_broker(monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    from worker.app import app
+    from orderrelay.worker.app import app
 
     app.close()  # drop pooled broker connections made by earlier tests: this test's messages go to fakeredis
     yield fakeredis.FakeRedis(server=server)
@@ -62,7 +60,7 @@ def test_submit_sends_orders_submit_with_the_job_and_a_redacted_repr(fake_broker
     assert kwargs == {"provider": "extend", "order": order, "idempotency_key": "k-9"}
     assert "Ada Lovelace" not in headers["kwargsrepr"]
     assert "ada@example.com" not in headers["kwargsrepr"]
-    # noted beside the message, under its id, until a worker has taken it in (orderrelay.pending)
+    # noted beside the message, under its id, until a worker has taken it in (orderrelay.core.pending)
     (noted,) = fake_broker.hgetall("orderrelay:jobs-not-taken-in").items()
     assert noted[0].decode() == headers["id"] and json.loads(noted[1])["kwargs"] == kwargs
 
@@ -79,8 +77,9 @@ def test_submit_refuses_a_file_that_is_not_json(fake_broker, tmp_path):
 
 
 def test_card_fields_leave_the_process_sealed(fake_broker, tmp_path):
+    from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
+
     from orderrelay.cli import main
-    from sandbox.samples import TEST_CARD, chaiz_order
 
     path = tmp_path / "order.json"
     path.write_text(json.dumps(chaiz_order(100)))

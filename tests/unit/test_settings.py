@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
+from orderrelay.config.settings import load_settings
 
-from config.settings import load_settings
-from orderrelay.errors import ConfigError
+from orderrelay.foundation.errors import ConfigError
 
 GOOD = {
     "ORDERRELAY_BROKER_URL": "redis://127.0.0.1:6379/0",
@@ -104,7 +104,7 @@ def test_provider_specific_variables(environ):
 
 
 def test_api_keys_are_configured_by_hash_with_a_name_and_a_role(environ):
-    from config.settings import find_key, key_entry
+    from orderrelay.config.settings import find_key, key_entry
 
     entries = [
         key_entry("shop", "k" * 32),
@@ -130,7 +130,7 @@ def test_an_api_key_in_clear_or_malformed_is_refused_with_how_to_make_one(enviro
 
 
 def test_two_keys_may_not_share_a_name(environ):
-    from config.settings import key_entry
+    from orderrelay.config.settings import key_entry
 
     environ.setenv("ORDERRELAY_API_KEYS", f"{key_entry('shop', 'a' * 32)},{key_entry('shop', 'b' * 32, 'operator')}")
     with pytest.raises(ConfigError, match="name of its own"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orderrelay import embedded, processes
+from orderrelay.tools import embedded, processes
 
 console = Console(highlight=False)
 
@@ -71,8 +71,8 @@ def harness(
     The broker and database are the ones given, else ORDERRELAY_BROKER_URL / ORDERRELAY_DATABASE_URL, else
     embedded ones. The process logs are kept in a temporary folder, printed at the end.
     """
-    from config.settings import get_settings
-    from store.db import migrate
+    from orderrelay.config.settings import get_settings
+    from orderrelay.store.db import migrate
 
     logs = Path(tempfile.mkdtemp(prefix=f"orderrelay-{name}-"))
     broker = broker_url or os.environ.get("ORDERRELAY_BROKER_URL")

@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from orderrelay.constants import PROVIDER_IDS, SECRET_KEYS
-from orderrelay.errors import JobInvalid
-from orderrelay.vault import Vault, mask, open_fields, seal_fields
-from providers import REGISTRY
-from providers.egress import host_refusal
-from schemas.fields import AwareDateTime, Pattern, Text, WebUrl, flatten_errors
-from schemas.hostile import problems, structural
+from orderrelay.foundation.constants import PROVIDER_IDS, SECRET_KEYS
+from orderrelay.foundation.errors import JobInvalid
+from orderrelay.foundation.vault import Vault, mask, open_fields, seal_fields
+from orderrelay.providers import REGISTRY
+from orderrelay.providers.egress import host_refusal
+from orderrelay.schemas.fields import AwareDateTime, Pattern, Text, WebUrl, flatten_errors
+from orderrelay.schemas.hostile import problems, structural
 
 MAX_ORDER_BYTES = 1_000_000
 LATEST_DUE = datetime(9000, 1, 1, tzinfo=UTC)

@@ -40,13 +40,13 @@ import redis
 from psycopg.rows import dict_row
 from rich.progress import Progress
 
-from config.settings import get_settings
-from orderrelay.constants import FINAL_STATUSES, PROVIDER_IDS, Status
-from orderrelay.harness import Harness, console, harness
+from orderrelay.config.settings import get_settings
+from orderrelay.foundation.constants import FINAL_STATUSES, PROVIDER_IDS, Status
+from orderrelay.foundation.vault import Vault
 from orderrelay.producer import send
-from orderrelay.servers import PostgresServer, RedisServer
-from orderrelay.vault import Vault
-from sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
+from orderrelay.sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
+from orderrelay.tools.harness import Harness, console, harness
+from orderrelay.tools.servers import PostgresServer, RedisServer
 
 # What identifies a job's order at its provider (the sandbox's record), and where that record keeps our reference.
 NATURAL_KEYS = {
@@ -320,8 +320,8 @@ def _send_all(app, vault: Vault, jobs: list[dict], rate: float, drill: Drill, su
 
 def _jobs_in_redis(url: str) -> int:
     """Jobs still only in Redis: queued, reserved by a worker and not yet acknowledged, or noted by the producer
-    and not yet rows (see orderrelay.pending)."""
-    from orderrelay.broker import reserved
+    and not yet rows (see orderrelay.core.pending)."""
+    from orderrelay.core.broker import reserved
 
     try:
         client = redis.Redis.from_url(url, socket_timeout=3)
@@ -383,7 +383,7 @@ def run(
                 h.admin(f"{provider}/faults", {"latency_ms": 300, "script": script})
             jobs = _jobs(h, orders, rng, uuid.uuid4().hex[:6])
             keys = [job["idempotency_key"] for job in jobs]
-            from worker.app import app
+            from orderrelay.worker.app import app
 
             submitted: dict[str, tuple] = {}
             sender = threading.Thread(

@@ -28,9 +28,9 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
 
-from orderrelay.constants import PROVIDER_IDS
-from store import queries
-from store.db import migrate
+from orderrelay.foundation.constants import PROVIDER_IDS
+from orderrelay.store import queries
+from orderrelay.store.db import migrate
 
 console = Console(stderr=True)
 LARGE = ("orders", "attempts", "order_events", "notifications")
@@ -221,7 +221,7 @@ class _Undo(Exception):
 @contextlib.contextmanager
 def _database(server_url: str | None) -> Iterator[str]:
     """A new database on the given server (or an embedded one), dropped afterwards."""
-    from orderrelay import embedded
+    from orderrelay.tools import embedded
 
     with contextlib.ExitStack() as stack:
         if not server_url:

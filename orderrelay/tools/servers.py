@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from orderrelay.embedded import free_port
+from orderrelay.tools.embedded import free_port
 
 
 def _wait(check, what: str, timeout: float = 30.0) -> None:

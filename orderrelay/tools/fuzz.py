@@ -31,9 +31,9 @@ from kombu.utils.json import loads as kombu_loads
 from rich.progress import Progress
 from rich.table import Table
 
-from orderrelay.constants import PROVIDER_IDS, Status
-from orderrelay.harness import console, harness
-from sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
+from orderrelay.foundation.constants import PROVIDER_IDS, Status
+from orderrelay.sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
+from orderrelay.tools.harness import console, harness
 
 API_KEY = "fuzz-api-key-0123456789abcdef"
 
@@ -238,7 +238,7 @@ class Runner:
     def warm_up(self) -> None:
         """One valid job of each provider first, not counted: what a worker does once (loading the ZIP data,
         building schemas, filling the pool) is not a case's time."""
-        from orderrelay import pipeline
+        from orderrelay.core import pipeline
 
         for provider, order in samples().items():
             pipeline.intake(self.rt, {"provider": provider, "order": order}, message_id=str(uuid.uuid4()))
@@ -255,8 +255,8 @@ class Runner:
             self.report.slowest_ms, self.report.slowest_case = elapsed, _describe(case)
 
     def _validate(self, received: Any, case: Any, *, again: bool = False) -> float:
-        from orderrelay.errors import JobInvalid
-        from schemas.envelope import validate_job
+        from orderrelay.core.envelope import validate_job
+        from orderrelay.foundation.errors import JobInvalid
 
         started = time.perf_counter()
         try:
@@ -281,7 +281,7 @@ class Runner:
             self.report.examples.append(f"{what}: {_describe(case)}")
 
     def run(self, case: Any) -> None:
-        from orderrelay import pipeline
+        from orderrelay.core import pipeline
 
         self.report.cases += 1
         try:
@@ -347,10 +347,10 @@ def run(*, cases: int, seed: int, out: Path | None, api: bool = True) -> int:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hypothesis_seed
 
-    from config.settings import get_settings, key_entry
-    from orderrelay import processes
-    from orderrelay.embedded import free_port
-    from worker.runtime import Runtime
+    from orderrelay.config.settings import get_settings, key_entry
+    from orderrelay.tools import processes
+    from orderrelay.tools.embedded import free_port
+    from orderrelay.worker.runtime import Runtime
 
     started = time.monotonic()
     with harness("fuzz", api_keys=key_entry("fuzz", API_KEY), log_level="WARNING") as h:

@@ -21,10 +21,10 @@ from typing import Any
 
 import redis
 
-from orderrelay.constants import QUEUE_ORDERS
+from orderrelay.foundation.constants import QUEUE_ORDERS
 
 KEY = "orderrelay:jobs-not-taken-in"
-log = logging.getLogger("orderrelay.pending")
+log = logging.getLogger("orderrelay.core.pending")
 
 
 @functools.cache

@@ -22,9 +22,9 @@ import redis
 from rich.progress import Progress
 from rich.table import Table
 
-from orderrelay.harness import Harness, console, harness
 from orderrelay.producer import producer, submit_order
-from sandbox.samples import extend_order
+from orderrelay.sandbox.samples import extend_order
+from orderrelay.tools.harness import Harness, console, harness
 
 
 @dataclass
@@ -186,7 +186,7 @@ def _orders(
     )
 
 
-BENCH_TASKS = ("tasks.bench",)  # the no-op and the naive task: loaded by the bench's own workers only
+BENCH_TASKS = ("orderrelay.tasks.bench",)  # the no-op and the naive task: loaded by the bench's own workers only
 HALF_RATE = "orderrelay at half that peak rate, provider at 200 ms"
 CAPACITY = "one worker, provider at 1000 ms (calls in flight)"
 

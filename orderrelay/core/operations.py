@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import providers
-from config.settings import get_settings
-from orderrelay.constants import Status
-from orderrelay.errors import ActionRefused
-from providers import policy
-from store import notifications
-from store import orders as store
+from orderrelay import providers
+from orderrelay.config.settings import get_settings
+from orderrelay.foundation.constants import Status
+from orderrelay.foundation.errors import ActionRefused
+from orderrelay.providers import policy
+from orderrelay.store import notifications
+from orderrelay.store import orders as store
 
 CANCELABLE = (Status.WAITING, Status.QUEUED, Status.RETRYING, Status.FAILED)
 RETRYABLE = (Status.FAILED, Status.IN_DOUBT)
@@ -97,7 +97,7 @@ def retry_failed_rounds(conn, *, rounds: int, interval: float) -> list[tuple[uui
 
 def rotate_keys(conn, vault, *, on_batch=lambda n: None) -> int:
     """Seal every stored card value again with the newest key; returns how many orders were rewritten."""
-    from orderrelay.vault import reseal_all
+    from orderrelay.foundation.vault import reseal_all
 
     done, after = 0, uuid.UUID(int=0)
     while rows := store.sealed_orders(conn, after=after):
@@ -112,7 +112,7 @@ def rotate_keys(conn, vault, *, on_batch=lambda n: None) -> int:
 
 def erase_card_data(conn, *, retention: float) -> int:
     """Erase the sealed card data of orders that ended ``retention`` seconds ago (the last four digits stay)."""
-    from orderrelay.vault import erase_sealed
+    from orderrelay.foundation.vault import erase_sealed
 
     erased, after = 0, uuid.UUID(int=0)
     while rows := store.card_data_due_for_erasure(conn, retention=retention, after=after):

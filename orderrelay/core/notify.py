@@ -9,13 +9,13 @@ import logging
 import time
 from typing import Any
 
-from orderrelay.logs import order_fields
-from providers import webhook
-from providers.egress import EgressRefused
-from schemas.hostile import redact_text
-from store import notifications
+from orderrelay.foundation.logs import order_fields
+from orderrelay.providers import webhook
+from orderrelay.providers.egress import EgressRefused
+from orderrelay.schemas.hostile import redact_text
+from orderrelay.store import notifications
 
-log = logging.getLogger("orderrelay.notify")
+log = logging.getLogger("orderrelay.core.notify")
 LEASE = 30.0
 NEVER = 10.0**9  # seconds: past any deadline, so the delivery is expired at once
 

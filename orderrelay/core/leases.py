@@ -18,10 +18,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from orderrelay.errors import ClaimLost
-from store import orders as store
+from orderrelay.foundation.errors import ClaimLost
+from orderrelay.store import orders as store
 
-log = logging.getLogger("orderrelay.leases")
+log = logging.getLogger("orderrelay.core.leases")
 
 
 @dataclass

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from orderrelay.constants import ALL_QUEUES
+from orderrelay.foundation.constants import ALL_QUEUES
 
 
 class Process:
@@ -98,7 +98,7 @@ def worker(
             "-m",
             "celery",
             "-A",
-            "worker.app",
+            "orderrelay.worker.app",
             "worker",
             "--pool",
             pool,
@@ -131,7 +131,7 @@ def beat(env: Mapping[str, str], log_dir: Path) -> Process:
             "-m",
             "celery",
             "-A",
-            "worker.app",
+            "orderrelay.worker.app",
             "beat",
             "--loglevel",
             "INFO",
@@ -151,7 +151,7 @@ def environment(broker_url: str, database_url: str, sandbox_port: int, **overrid
     """The process environment for orderrelay processes that talk to the sandbox's providers."""
     from cryptography.fernet import Fernet
 
-    from sandbox.app import provider_environment
+    from orderrelay.sandbox.app import provider_environment
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERRELAY_")}
     env.update(

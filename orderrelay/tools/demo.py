@@ -15,10 +15,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from orderrelay.constants import FINAL_STATUSES, Status
-from orderrelay.harness import Harness, harness
-from sandbox.samples import adobe_order, battleface_order, chaiz_order, webroot_order
-from sandbox.samples import extend_order as sample_order
+from orderrelay.foundation.constants import FINAL_STATUSES, Status
+from orderrelay.sandbox.samples import adobe_order, battleface_order, chaiz_order, webroot_order
+from orderrelay.sandbox.samples import extend_order as sample_order
+from orderrelay.tools.harness import Harness, harness
 
 console = Console(highlight=False)
 DELAY_DAYS = 0.0001  # 8.64 seconds
@@ -73,11 +73,11 @@ def _submit_and_watch(h: Harness, timeout: float) -> bool:
     import psycopg
     from psycopg.rows import dict_row
 
-    from config.settings import get_settings
     from orderrelay.cli import orders_table
+    from orderrelay.config.settings import get_settings
+    from orderrelay.foundation.vault import Vault
     from orderrelay.producer import send
-    from orderrelay.vault import Vault
-    from worker.app import app
+    from orderrelay.worker.app import app
 
     run_id = uuid.uuid4().hex[:8]
     demo_jobs = jobs(run_id, h)

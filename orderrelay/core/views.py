@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from orderrelay.constants import SECRET_KEYS
-from orderrelay.vault import mask
+from orderrelay.foundation.constants import SECRET_KEYS
+from orderrelay.foundation.vault import mask
 
 ORDER_FIELDS = (
     "id",

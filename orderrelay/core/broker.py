@@ -20,9 +20,9 @@ import redis as redis_py
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
-from orderrelay import pending
+from orderrelay.core import pending
 
-log = logging.getLogger("orderrelay.broker")
+log = logging.getLogger("orderrelay.core.broker")
 
 _original = kombu_redis.Channel._create_client
 
@@ -70,7 +70,7 @@ def reuse_redis_clients() -> None:
 def reserved(broker_url: str, *, scan: int = 10_000) -> dict:
     """Messages workers have taken and not yet acknowledged (kombu's ``unacked`` hash on Redis): how many, how many
     of them are jobs not yet taken in (``orders.submit``), and how long the oldest has been out; and how many jobs
-    the producer noted are not yet rows (``orderrelay.pending``: queued, reserved, or lost and soon sent again).
+    the producer noted are not yet rows (``orderrelay.core.pending``: queued, reserved, or lost and soon sent again).
     A worker killed while holding them leaves them here until the visibility timeout hands them out again."""
     client = redis_py.Redis.from_url(broker_url, socket_timeout=3)
     held = client.hlen("unacked")

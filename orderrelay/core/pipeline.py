@@ -16,26 +16,26 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import providers
-from config.settings import Settings
-from orderrelay import pending
-from orderrelay.breaker import Guard
-from orderrelay.constants import PROVIDER_IDS, Outcome, Status
-from orderrelay.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
-from orderrelay.leases import Leases
-from orderrelay.logs import order_fields
-from orderrelay.vault import Vault, erase_fields, open_fields
-from providers import http as provider_http
-from providers import policy
-from providers.base import Placed
-from providers.policy import Call, Decision
-from schemas.envelope import Job, NotifyRules, fingerprint_of, rejected_target, validate_job
-from schemas.hostile import clean_text, redact_text, stored_job
-from store import notifications
-from store import orders as store
-from store.db import TRANSIENT_ERRORS
+from orderrelay import providers
+from orderrelay.config.settings import Settings
+from orderrelay.core import pending
+from orderrelay.core.envelope import Job, NotifyRules, fingerprint_of, rejected_target, validate_job
+from orderrelay.core.leases import Leases
+from orderrelay.foundation.breaker import Guard
+from orderrelay.foundation.constants import PROVIDER_IDS, Outcome, Status
+from orderrelay.foundation.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
+from orderrelay.foundation.logs import order_fields
+from orderrelay.foundation.vault import Vault, erase_fields, open_fields
+from orderrelay.providers import http as provider_http
+from orderrelay.providers import policy
+from orderrelay.providers.base import Placed
+from orderrelay.providers.policy import Call, Decision
+from orderrelay.schemas.hostile import clean_text, redact_text, stored_job
+from orderrelay.store import notifications
+from orderrelay.store import orders as store
+from orderrelay.store.db import TRANSIENT_ERRORS
 
-log = logging.getLogger("orderrelay.pipeline")
+log = logging.getLogger("orderrelay.core.pipeline")
 
 
 class Runtime(Protocol):
@@ -47,7 +47,7 @@ class Runtime(Protocol):
     vault: Vault
     guard: Guard
     leases: Leases
-    notes: Any  # the Redis client of orderrelay.pending, or None
+    notes: Any  # the Redis client of orderrelay.core.pending, or None
     name: str
 
     def run(self, coro: Any) -> Any: ...
@@ -632,7 +632,7 @@ def sweep(rt: Runtime) -> list[tuple[uuid.UUID, str]]:
 
 
 def jobs_lost(rt: Runtime) -> list[tuple[str, dict]]:
-    """Jobs the producer noted that are neither rows nor anywhere in Redis (see orderrelay.pending): (message id,
+    """Jobs the producer noted that are neither rows nor anywhere in Redis (see orderrelay.core.pending): (message id,
     job) of each, to send again under the same message id."""
 
     def recorded(ids: list[str]) -> list[str]:

@@ -1,0 +1,1 @@
+"""The core: intake (the job envelope), placing, sweeps, follow-ups, notifications, operations, views."""

@@ -1,0 +1,1 @@
+"""The foundation: names, errors, card sealing, logging, the circuit breaker. Imports nothing of orderrelay."""
