@@ -24,17 +24,17 @@ from typing import Any
 
 from aiohttp import web
 from marshmallow import ValidationError
+
 from orderrelay.api.metrics import registry
 from orderrelay.api.openapi import document
 from orderrelay.config.settings import ApiKey, Settings, find_key
-from orderrelay.schemas.api import ListQuerySchema
-from orderrelay.schemas.fields import flatten_errors
-from orderrelay.store import orders as store
-
 from orderrelay.core import operations, pipeline
 from orderrelay.core.views import order_view
 from orderrelay.foundation.constants import Status
 from orderrelay.foundation.errors import ActionRefused, OrderNotFound
+from orderrelay.schemas.api import ListQuerySchema
+from orderrelay.schemas.fields import flatten_errors
+from orderrelay.store import orders as store
 
 log = logging.getLogger("orderrelay.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -272,11 +272,10 @@ def make_metrics_app(ctx: Context) -> web.Application:
 def serve(host: str, port: int) -> None:
     """Serve the API with the process's settings, pool and Celery app."""
     from orderrelay.config.settings import get_settings
+    from orderrelay.foundation.vault import Vault
     from orderrelay.store.db import make_pool
     from orderrelay.tasks.orders import send_place
     from orderrelay.worker.app import app as celery_app
-
-    from orderrelay.foundation.vault import Vault
 
     settings = get_settings()
     if not settings.api_keys:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from orderrelay.store import orders as store
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
+
+from orderrelay.store import orders as store
 
 
 class PostgresCollector:

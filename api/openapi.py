@@ -5,10 +5,10 @@ from __future__ import annotations
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import validate
-from orderrelay.schemas import api as views
-from orderrelay.schemas.fields import Chain, Pattern
 
 from orderrelay import __version__, providers
+from orderrelay.schemas import api as views
+from orderrelay.schemas.fields import Chain, Pattern
 
 JSON = "application/json"
 

@@ -6,7 +6,6 @@ Postgres, not Redis, holds the truth, so the sweep finds any work whose message 
 """
 
 from orderrelay.config.settings import get_settings
-
 from orderrelay.foundation.constants import (
     QUEUE_NOTIFICATIONS,
     QUEUE_ORDERS,

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import psycopg
 from cryptography.fernet import Fernet
 from environs import Env, EnvValidationError
 from marshmallow import ValidationError
@@ -22,6 +21,7 @@ from marshmallow.validate import OneOf, Range
 
 from orderrelay.foundation.constants import PROVIDER_IDS
 from orderrelay.foundation.errors import ConfigError
+from orderrelay.foundation.options import DEFAULTS, ApiKey, ProviderSettings, Settings
 
 PREFIX = "ORDERRELAY_"
 
@@ -64,19 +64,6 @@ ROLES = ("producer", "operator", "metrics")
 _KEY_ENTRY = re.compile(r"([A-Za-z0-9_.-]{1,64})(?::([a-z]+))?=sha256:([0-9a-f]{64})")
 
 
-@dataclass(frozen=True)
-class ApiKey:
-    """One API key as configured: whose it is, what it may do, and the SHA-256 of the key (never the key).
-
-    A producer reads and acts on its own orders only; an operator on every order (and may resend an in-doubt
-    order blindly, saying who checked with the provider); a metrics key reads ``/metrics`` and nothing else.
-    """
-
-    name: str
-    role: str
-    digest: str = field(repr=False)
-
-
 def key_digest(key: str) -> str:
     """What ORDERRELAY_API_KEYS holds for a key: keys are long random strings, so one SHA-256 is enough."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -97,71 +84,14 @@ def find_key(keys: tuple[ApiKey, ...], offered: str) -> ApiKey | None:
     return found
 
 
-@dataclass(frozen=True)
-class ProviderSettings:
-    """Where one provider lives and how we authenticate to it: its variables by lower-case name."""
-
-    base_url: str
-    credentials: dict[str, str] = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything orderrelay reads from the environment."""
-
-    broker_url: str = field(repr=False)
-    database_url: str = field(repr=False)
-    fernet_keys: tuple[str, ...] = field(repr=False)
-    providers: dict[str, ProviderSettings]
-    db_pool_size: int = 8
-    http_connect_timeout: float = 5.0
-    http_read_timeout: float = 30.0
-    http_max_connections: int = 256
-    max_attempts: int = 5
-    backoff_base: float = 1.0
-    backoff_max: float = 300.0
-    countdown_horizon: float = 20.0
-    lease_seconds: float = 60.0
-    sweep_interval: float = 15.0
-    follow_up_interval: float = 300.0
-    follow_up_deadline: float = 14 * 86400.0
-    requeue_grace: float = 60.0
-    retry_rounds: int = 3
-    retry_round_interval: float = 1800.0
-    max_in_flight: int = 256
-    breaker_failures: int = 5
-    breaker_cooldown: float = 30.0
-    visibility_timeout: float = 30.0
-    log_level: str = "INFO"
-    log_format: str = "text"
-    api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)
-    metrics_port: int | None = None  # /metrics on a listener of its own (127.0.0.1), without a key
-    api_max_body: int = 1_000_000
-    card_retention: float = 30 * 86400.0
-    notify_secret: str | None = field(default=None, repr=False)
-    notify_default: str | None = None
-    notify_allow_http: bool = False
-    notify_deadline: float = 86400.0
-    notify_sweep_interval: float = 5.0
-    notify_timeout: float = 5.0  # seconds a receiver has to answer, in all
-    notify_allow_hosts: tuple[str, ...] = ()  # internal hosts and networks webhooks may reach after all
-    notify_tasks: dict[str, str] = field(default_factory=dict)  # Celery-task targets allowed: task -> queue
-
-    @property
-    def longest_attempt(self) -> float:
-        """Seconds one attempt may take at most, and where it is cut: a lookup, the create request and a lookup
-        after a refusal, each after a token grant and again after a 401 with a fresh grant (12 requests), each
-        within connect + 2 x read. The claim is renewed all along (every third of the lease), so the lease need
-        not be this long; it bounds how long a frozen or cut-off worker keeps an order from the others."""
-        return 12 * (self.http_connect_timeout + 2 * self.http_read_timeout)
-
-
 def _broker_url(value: str) -> None:
     if urlsplit(value).scheme not in BROKER_SCHEMES:
         raise ValidationError(f"Not a broker URL; the scheme must be one of {sorted(BROKER_SCHEMES)}.")
 
 
 def _database_url(value: str) -> None:
+    import psycopg  # here, not above: a producer reads its settings without a database driver
+
     try:
         psycopg.conninfo.conninfo_to_dict(value)
     except psycopg.ProgrammingError as exc:
@@ -178,6 +108,39 @@ def _fernet_keys(values: list[str]) -> None:
             raise ValidationError(f"Key {number} is not a Fernet key (32 url-safe base64-encoded bytes).") from None
 
 
+# The variables with a default, ORDERRELAY_<FIELD> each, the default the field's (orderrelay.foundation.options):
+# field -> (how it is read, its check).
+OPTIONAL: dict[str, tuple] = {
+    "db_pool_size": ("int", Range(min=1, max=200)),
+    "http_connect_timeout": ("float", Range(min=0.1, max=120)),
+    "http_read_timeout": ("float", Range(min=0.1, max=600)),
+    "http_max_connections": ("int", Range(min=1, max=10_000)),
+    "max_attempts": ("int", Range(min=1, max=100)),
+    "backoff_base": ("float", Range(min=0)),
+    "backoff_max": ("float", Range(min=0)),
+    "countdown_horizon": ("float", Range(min=0)),
+    "lease_seconds": ("float", Range(min=3)),
+    "sweep_interval": ("float", Range(min=0.5)),
+    "follow_up_interval": ("float", Range(min=1)),
+    "follow_up_deadline": ("float", Range(min=1)),
+    "requeue_grace": ("float", Range(min=1)),
+    "retry_rounds": ("int", Range(min=0, max=100)),
+    "retry_round_interval": ("float", Range(min=1)),
+    "max_in_flight": ("int", Range(min=1, max=100_000)),
+    "breaker_failures": ("int", Range(min=1, max=10_000)),
+    "breaker_cooldown": ("float", Range(min=0.1)),
+    "visibility_timeout": ("float", Range(min=10)),
+    "log_level": ("str", OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
+    "log_format": ("str", OneOf(["text", "json"])),
+    "api_max_body": ("int", Range(min=1_000, max=50_000_000)),
+    "card_retention": ("float", Range(min=0)),
+    "notify_allow_http": ("bool", None),
+    "notify_deadline": ("float", Range(min=1)),
+    "notify_sweep_interval": ("float", Range(min=0.5)),
+    "notify_timeout": ("float", Range(min=0.5, max=60)),
+}
+
+
 def load_settings() -> Settings:
     """Read and check every variable; raise ConfigError naming all the bad ones."""
     env = Env(eager=False, expand_vars=False)
@@ -187,39 +150,16 @@ def load_settings() -> Settings:
             broker_url=env.str("BROKER_URL", validate=_broker_url),
             database_url=env.str("DATABASE_URL", validate=_database_url),
             fernet_keys=env.list("FERNET_KEYS", validate=_fernet_keys),
-            db_pool_size=env.int("DB_POOL_SIZE", 8, validate=Range(min=1, max=200)),
-            http_connect_timeout=env.float("HTTP_CONNECT_TIMEOUT", 5.0, validate=Range(min=0.1, max=120)),
-            http_read_timeout=env.float("HTTP_READ_TIMEOUT", 30.0, validate=Range(min=0.1, max=600)),
-            http_max_connections=env.int("HTTP_MAX_CONNECTIONS", 256, validate=Range(min=1, max=10_000)),
-            max_attempts=env.int("MAX_ATTEMPTS", 5, validate=Range(min=1, max=100)),
-            backoff_base=env.float("BACKOFF_BASE", 1.0, validate=Range(min=0)),
-            backoff_max=env.float("BACKOFF_MAX", 300.0, validate=Range(min=0)),
-            countdown_horizon=env.float("COUNTDOWN_HORIZON", 20.0, validate=Range(min=0)),
-            lease_seconds=env.float("LEASE_SECONDS", 60.0, validate=Range(min=3)),
-            sweep_interval=env.float("SWEEP_INTERVAL", 15.0, validate=Range(min=0.5)),
-            follow_up_interval=env.float("FOLLOW_UP_INTERVAL", 300.0, validate=Range(min=1)),
-            follow_up_deadline=env.float("FOLLOW_UP_DEADLINE", 14 * 86400.0, validate=Range(min=1)),
-            requeue_grace=env.float("REQUEUE_GRACE", 60.0, validate=Range(min=1)),
-            retry_rounds=env.int("RETRY_ROUNDS", 3, validate=Range(min=0, max=100)),
-            retry_round_interval=env.float("RETRY_ROUND_INTERVAL", 1800.0, validate=Range(min=1)),
-            max_in_flight=env.int("MAX_IN_FLIGHT", 256, validate=Range(min=1, max=100_000)),
-            breaker_failures=env.int("BREAKER_FAILURES", 5, validate=Range(min=1, max=10_000)),
-            breaker_cooldown=env.float("BREAKER_COOLDOWN", 30.0, validate=Range(min=0.1)),
-            visibility_timeout=env.float("VISIBILITY_TIMEOUT", 30.0, validate=Range(min=10)),
-            log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
-            log_format=env.str("LOG_FORMAT", "text", validate=OneOf(["text", "json"])),
             api_keys=env.list("API_KEYS", [], validate=_api_keys),
             metrics_port=env.int("METRICS_PORT", None, validate=Range(min=1, max=65535)),
-            api_max_body=env.int("API_MAX_BODY", 1_000_000, validate=Range(min=1_000, max=50_000_000)),
-            card_retention=env.float("CARD_RETENTION", 30 * 86400.0, validate=Range(min=0)),
             notify_secret=env.str("NOTIFY_SECRET", None, validate=lambda s: len(s) >= 16 or _fail("16+ characters")),
             notify_default=env.str("NOTIFY_DEFAULT_URL", None, validate=_http_url),
-            notify_allow_http=env.bool("NOTIFY_ALLOW_HTTP", False),
-            notify_deadline=env.float("NOTIFY_DEADLINE", 86400.0, validate=Range(min=1)),
-            notify_sweep_interval=env.float("NOTIFY_SWEEP_INTERVAL", 5.0, validate=Range(min=0.5)),
-            notify_timeout=env.float("NOTIFY_TIMEOUT", 5.0, validate=Range(min=0.5, max=60)),
             notify_allow_hosts=env.list("NOTIFY_ALLOW_HOSTS", [], validate=_hosts),
             notify_tasks=env.list("NOTIFY_TASKS", [], validate=_tasks),
+        )
+        values.update(
+            (name, getattr(env, kind)(name.upper(), DEFAULTS[name], validate=check))
+            for name, (kind, check) in OPTIONAL.items()
         )
         providers = {}
         for provider in enabled or ():

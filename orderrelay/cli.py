@@ -14,6 +14,7 @@ from rich.table import Table
 from orderrelay.core.views import ORDER_FIELDS, jsonable, order_view
 from orderrelay.foundation.constants import ALL_STATUSES, PROVIDER_IDS
 from orderrelay.foundation.errors import ConfigError, OrderNotFound
+from orderrelay.tools.tables import orders_table
 
 console = Console(highlight=False)
 
@@ -164,30 +165,6 @@ def list_(status: str | None, provider: str | None, limit: int, as_json: bool) -
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
     console.print(orders_table(rows))
-
-
-def orders_table(rows: list[dict], title: str | None = None) -> Table:
-    """The readable table of orders that ``list`` and the demo print."""
-    table = Table("id", "provider", "status", "key", "reference", "attempts", "created", "detail", title=title)
-    table.columns[-1].overflow = "fold"
-    for r in rows:
-        detail = ""
-        if r.get("errors"):
-            first, *rest = r["errors"].items()
-            detail = f"{first[0]}: {' '.join(first[1])}" + (f" (+{len(rest)} more)" if rest else "")
-        elif r.get("last_error"):
-            detail = r["last_error"].get("message", "")
-        table.add_row(
-            str(r["id"])[:8],
-            r["provider"] or "-",
-            r["status"],
-            r.get("idempotency_key") or "",
-            r.get("provider_ref") or "",
-            str(r["attempt_count"]),
-            str(r["created_at"])[:19],
-            detail,
-        )
-    return table
 
 
 def _act(action, order_id: str, **kwargs) -> str:

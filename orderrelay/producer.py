@@ -20,8 +20,8 @@ from orderrelay import providers
 from orderrelay.config.settings import get_producer_settings
 from orderrelay.core import pending
 from orderrelay.core.broker import reuse_redis_clients
-from orderrelay.core.pipeline import order_id_for
 from orderrelay.foundation.constants import QUEUE_ORDERS, TASK_SUBMIT
+from orderrelay.foundation.ids import order_id_for
 from orderrelay.foundation.logs import shown_job
 from orderrelay.foundation.vault import Vault, seal_fields
 

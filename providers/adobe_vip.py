@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderrelay.config.settings import ProviderSettings
-from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, no_lookup, no_wait, nothing_found
-from orderrelay.providers.http import Http, oauth_token
-from orderrelay.schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
-
 from orderrelay.foundation.errors import InDoubtError
+from orderrelay.foundation.options import ProviderSettings
+from orderrelay.providers.auth import oauth_token
+from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, no_lookup, no_wait, nothing_found
+from orderrelay.schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "adobe_vip"
 KEY = Key.PER_ANSWER
@@ -71,7 +70,7 @@ def follow_up(order: dict, ref: str) -> Request:
     return Request("GET", f"/v3/customers/{order['customerId']}/orders/{ref}", headers=JSON)
 
 
-async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
     """An IMS access token (client credentials) and the integration's API key."""
     grant = Request(
         "POST",

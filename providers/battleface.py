@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderrelay.config.settings import ProviderSettings
+from orderrelay.foundation.options import ProviderSettings
+from orderrelay.providers.auth import oauth_token
 from orderrelay.providers.base import (
     ErrorInfo,
     Key,
@@ -23,7 +24,6 @@ from orderrelay.providers.base import (
     no_wait,
     nothing_found,
 )
-from orderrelay.providers.http import Http, oauth_token
 from orderrelay.schemas.battleface import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "battleface"
@@ -59,7 +59,7 @@ def error(resp: Response) -> ErrorInfo:
     return ErrorInfo(message=f"HTTP {resp.status}: {str(body)[:200]}")
 
 
-async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
     """A bearer JWT from the configured token path, renewed on a 401."""
     body = {"client_id": cfg.credentials["client_id"], "client_secret": cfg.credentials["client_secret"]}
     grant = Request("POST", cfg.credentials["token_path"], json=body)

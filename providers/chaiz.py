@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderrelay.config.settings import ProviderSettings
+from orderrelay.foundation.errors import AuthError, PermanentError
+from orderrelay.foundation.options import ProviderSettings
 from orderrelay.providers.base import (
     ErrorInfo,
     Key,
@@ -23,10 +24,7 @@ from orderrelay.providers.base import (
     no_wait,
     nothing_found,
 )
-from orderrelay.providers.http import Http
 from orderrelay.schemas.chaiz import OrderSchema  # noqa: F401 - part of the provider interface
-
-from orderrelay.foundation.errors import AuthError, PermanentError
 
 ID = "chaiz"
 KEY = Key.NONE
@@ -78,7 +76,7 @@ def error(resp: Response) -> ErrorInfo:
     return _info(resp.body, f"HTTP {resp.status}")
 
 
-async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
     """The partner's long-lived token; when Chaiz refuses it, only a new configured token helps."""
     if fresh:
         raise AuthError("Chaiz refused the configured partner token (ORDERRELAY_CHAIZ_TOKEN)", status=401)

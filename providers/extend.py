@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from orderrelay.config.settings import ProviderSettings
+from orderrelay.foundation.options import ProviderSettings
+from orderrelay.providers.auth import oauth_token
 from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, holds, no_follow_up
-from orderrelay.providers.http import Http, oauth_token
 from orderrelay.schemas.extend import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "extend"
@@ -98,7 +98,7 @@ def found(body: Any, order: dict) -> list[Placed]:
     return [response(o) for o in orders or [] if isinstance(o, dict) and "id" in o and holds(o, wanted)]
 
 
-async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
     """``X-Extend-Access-Token`` from the client-credentials token endpoint."""
     body = {
         "grant_type": "client_credentials",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,10 +20,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from orderrelay.config.settings import ProviderSettings, Settings
-from orderrelay.providers.base import Key, Placed, Provider, Request, Response
-from orderrelay.providers.egress import SafeResolver
-from orderrelay.providers.policy import Call
 
 from orderrelay import __version__
 from orderrelay.foundation.errors import (
@@ -36,20 +31,13 @@ from orderrelay.foundation.errors import (
     RetryableError,
 )
 from orderrelay.foundation.logs import mask_cards
+from orderrelay.foundation.options import ProviderSettings, Settings
+from orderrelay.providers.auth import Token
+from orderrelay.providers.base import Key, Placed, Provider, Request, Response
+from orderrelay.providers.egress import SafeResolver
+from orderrelay.providers.policy import Call
 
 USER_AGENT = f"orderrelay/{__version__}"
-
-
-@dataclass
-class Token:
-    """A provider's access token and when we stop using it (a little before it expires)."""
-
-    value: str
-    renew_at: float
-    refresh: str | None = None  # a refresh token, where the provider grants one
-
-    def fresh(self) -> bool:
-        return time.monotonic() < self.renew_at
 
 
 class Http:
@@ -319,51 +307,3 @@ async def attempt(
             sending.unanswered()
             return Call(error=InDoubtError(f"no answer within the attempt's deadline ({deadline:.0f} s)"))
         return Call(error=RetryableError(f"the attempt's deadline ({deadline:.0f} s) passed before sending"))
-
-
-async def oauth_token(
-    http: Http,
-    provider_id: str,
-    base_url: str,
-    grant: Callable[[str | None], Request],
-    *,
-    fresh: bool,
-    default_ttl: float = 300.0,
-) -> str:
-    """An OAuth access token, cached per process and renewed shortly before it expires (or when ``fresh``).
-
-    ``grant(refresh_token)`` makes the token request: with the refresh token the provider gave last time, or
-    with ``None`` for a first grant (and when a refresh is refused). Concurrent callers share one renewal.
-    """
-    token = http.tokens.get(provider_id)
-    if token and token.fresh() and not fresh:
-        return token.value
-    async with http.lock(provider_id):
-        current = http.tokens.get(provider_id)
-        if current and current.fresh() and current is not token:
-            return current.value  # another call renewed it while we waited
-        new = None
-        if current and current.refresh:
-            new = await _grant(http, provider_id, base_url, grant(current.refresh), default_ttl, refused_ok=True)
-        if new is None:
-            new = await _grant(http, provider_id, base_url, grant(None), default_ttl)
-        http.tokens[provider_id] = new
-        return new.value
-
-
-async def _grant(
-    http: Http, provider_id: str, base_url: str, request: Request, default_ttl: float, *, refused_ok: bool = False
-) -> Token | None:
-    response = await http.send(base_url, request)
-    if response.status in (400, 401, 403):
-        if refused_ok:
-            return None
-        raise AuthError(f"{provider_id} refused our credentials (HTTP {response.status})", status=response.status)
-    if not 200 <= response.status < 300 or not isinstance(response.body, dict):
-        raise RetryableError(f"{provider_id} token endpoint answered HTTP {response.status}", status=response.status)
-    ttl = float(response.body.get("expires_in") or default_ttl)
-    return Token(
-        str(response.body["access_token"]),
-        time.monotonic() + max(ttl - 30.0, ttl / 2),
-        response.body.get("refresh_token"),
-    )

@@ -36,11 +36,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orderrelay.config.settings import Settings
-from orderrelay.providers.base import Key, Placed
-
 from orderrelay.foundation.constants import Status
 from orderrelay.foundation.errors import AuthError, InDoubtError, PermanentError, ProviderError
+from orderrelay.foundation.options import Settings
+from orderrelay.providers.base import Key, Placed
 
 
 @dataclass

@@ -13,6 +13,7 @@ import time
 from urllib.parse import urlsplit
 
 import aiohttp
+
 from orderrelay.providers.egress import EgressRefused, host_refusal
 from orderrelay.providers.http import Http
 

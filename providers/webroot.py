@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from orderrelay.config.settings import ProviderSettings
+from orderrelay.foundation.options import ProviderSettings
+from orderrelay.providers.auth import oauth_token
 from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, no_follow_up, no_wait
-from orderrelay.providers.http import Http, oauth_token
 from orderrelay.schemas.webroot import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "webroot"
@@ -71,7 +71,7 @@ def found(body: Any, order: dict) -> list[Placed]:
     return [response(made)]
 
 
-async def authenticate(http: Http, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
+async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict[str, str]:
     """A 5-minute bearer token: password grant first, then refresh-token grants."""
     pair = f"{cfg.credentials['client_id']}:{cfg.credentials['client_secret']}".encode()
     basic = {"Authorization": f"Basic {base64.b64encode(pair).decode()}", **JSON}

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from marshmallow import ValidationError
+
 from orderrelay.sandbox.faults import ProviderState, json_body, scripted_create
 from orderrelay.schemas.adobe_vip import ROUTING_FIELDS, OrderSchema
 from orderrelay.schemas.fields import flatten_errors

@@ -20,6 +20,7 @@ import logging
 from types import ModuleType
 
 from aiohttp import web
+
 from orderrelay.sandbox import adobe_vip, battleface, chaiz, extend, receiver, webroot
 
 MODULES: dict[str, ModuleType] = {

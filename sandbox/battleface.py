@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from marshmallow import ValidationError
+
 from orderrelay.sandbox.faults import ProviderState, client_credentials_token, json_body, scripted_create
 from orderrelay.schemas.battleface import OrderSchema
 from orderrelay.schemas.fields import flatten_errors

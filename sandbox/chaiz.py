@@ -19,6 +19,7 @@ import json
 
 from aiohttp import web
 from marshmallow import ValidationError
+
 from orderrelay.sandbox.faults import ProviderState, scripted_create
 from orderrelay.schemas.chaiz import OrderSchema
 from orderrelay.schemas.fields import flatten_errors

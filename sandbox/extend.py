@@ -24,6 +24,7 @@ import uuid
 
 from aiohttp import web
 from marshmallow import ValidationError
+
 from orderrelay.sandbox.faults import ProviderState, client_credentials_token, scripted_create, scripted_lookup
 from orderrelay.schemas.extend import OrderSchema
 from orderrelay.schemas.fields import flatten_errors

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
+
 from orderrelay.sandbox.faults import ProviderState, scripted_create
 
 

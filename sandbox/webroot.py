@@ -27,6 +27,7 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 import defusedxml.ElementTree as SafeXML
 from aiohttp import web
 from marshmallow import ValidationError
+
 from orderrelay.sandbox.faults import ProviderState, scripted_create, scripted_lookup
 from orderrelay.schemas.fields import flatten_errors
 from orderrelay.schemas.webroot import OrderSchema

@@ -9,6 +9,7 @@ at the order level or on the line items, never both (Adobe's code 2140).
 from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
 from orderrelay.schemas.fields import CurrencyCode, Pattern, Text
 
 ORDER_TYPES = ("NEW", "RETURN", "PREVIEW", "PREVIEW_RENEWAL", "RENEWAL")

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import re2
 import zipcodes
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
-from orderrelay.schemas.fields import WHITESPACE, Chain, Digits, Email, Pattern, Text, us_state
 from stdnum import luhn
+
+from orderrelay.schemas.fields import WHITESPACE, Chain, Digits, Email, Pattern, Text, us_state
 
 METHOD_TYPES = ("None", "VISA", "MASTERCARD", "AmericanExpress", "Discover", "ACHSavings", "ACHChecking")
 PAYMENT_OPTIONS = ("Default", "Half", "Full")

@@ -10,6 +10,7 @@ alone; shipping protection: ``quoteId`` + ``shipmentInfo``); money in minor unit
 from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
 from orderrelay.schemas.fields import (
     MAX_SAFE_INTEGER,
     CountryCode,

@@ -7,6 +7,7 @@ then the ``PurchaseOrder`` number is required.
 from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
 from orderrelay.schemas.fields import Pattern, Text
 
 PAYMENT_METHODS = ("PurchaseOrder",)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from orderrelay.store import queries
 from psycopg import Connection
+
+from orderrelay.store import queries
 
 
 def add(conn: Connection, order_id: uuid.UUID, *, deadline: float) -> int | None:

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from orderrelay.store import queries
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from orderrelay.foundation.errors import OrderNotFound
+from orderrelay.store import queries
 
 
 def _json(value: Any) -> Jsonb | None:

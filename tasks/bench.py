@@ -10,12 +10,12 @@ import json
 import uuid
 
 import psycopg
-from orderrelay.config.settings import get_settings
-from orderrelay.providers import http as provider_http
-from orderrelay.worker.app import app
 from psycopg.types.json import Jsonb
 
 from orderrelay import providers
+from orderrelay.config.settings import get_settings
+from orderrelay.providers import http as provider_http
+from orderrelay.worker.app import app
 
 
 @app.task(name="bench.noop")

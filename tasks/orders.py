@@ -13,9 +13,6 @@ import logging
 import uuid
 
 from celery._state import _task_stack  # the stack Celery's own Task.__call__ keeps (see AnyArguments)
-from orderrelay.schemas.hostile import redact_text
-from orderrelay.worker import runtime
-from orderrelay.worker.app import app
 
 from orderrelay.core import notify, operations, pending, pipeline
 from orderrelay.foundation.constants import (
@@ -33,6 +30,9 @@ from orderrelay.foundation.constants import (
 )
 from orderrelay.foundation.errors import OrderRelayError, ServiceUnavailable, TaskFailed
 from orderrelay.foundation.logs import shown_job
+from orderrelay.schemas.hostile import redact_text
+from orderrelay.worker import runtime
+from orderrelay.worker.app import app
 
 log = logging.getLogger("orderrelay.tasks")
 RETRY = {"autoretry_for": (ServiceUnavailable,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": None}

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 from marshmallow import Schema, ValidationError
+
 from orderrelay.schemas.fields import flatten_errors
 
 DELETE = object()

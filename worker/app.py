@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 
 from celery import Celery, signals
-from orderrelay.config.settings import get_settings
-from orderrelay.worker import runtime
 
+from orderrelay.config.settings import get_settings
 from orderrelay.core.broker import reuse_redis_clients
 from orderrelay.foundation import logs
 from orderrelay.foundation.errors import ConfigError
+from orderrelay.worker import runtime
 
 try:
     get_settings()

@@ -104,9 +104,8 @@ def _shown_safely(message) -> None:
 
 def _keep(message, why: str) -> bool:
     """Record an unreadable job message and acknowledge it; False when it is not a job (Celery handles it)."""
-    from orderrelay.worker import runtime
-
     from orderrelay.core import pipeline
+    from orderrelay.worker import runtime
 
     if _task_of(message) != TASK_SUBMIT:
         return False

@@ -14,15 +14,15 @@ import threading
 from typing import Any
 
 import kombu.exceptions
-from orderrelay.config.settings import Settings, get_settings
-from orderrelay.providers.http import Http
-from orderrelay.store.db import TRANSIENT_ERRORS as DATABASE_ERRORS
-from orderrelay.store.db import make_pool
 
+from orderrelay.config.settings import Settings, get_settings
 from orderrelay.core import pending
 from orderrelay.core.leases import Leases
 from orderrelay.foundation.breaker import Guard
 from orderrelay.foundation.vault import Vault
+from orderrelay.providers.http import Http
+from orderrelay.store.db import TRANSIENT_ERRORS as DATABASE_ERRORS
+from orderrelay.store.db import make_pool
 
 log = logging.getLogger("orderrelay.runtime")
 

@@ -24,6 +24,7 @@ from orderrelay.core.leases import Leases
 from orderrelay.foundation.breaker import Guard
 from orderrelay.foundation.constants import PROVIDER_IDS, Outcome, Status
 from orderrelay.foundation.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
+from orderrelay.foundation.ids import order_id_for
 from orderrelay.foundation.logs import order_fields
 from orderrelay.foundation.vault import Vault, erase_fields, open_fields
 from orderrelay.providers import http as provider_http
@@ -81,20 +82,6 @@ def _schedule(rt: Runtime, order_id: uuid.UUID, status: str, due_at: datetime | 
     if delay <= rt.settings.countdown_horizon:
         return Next(order_id, status, countdown=max(0.0, delay), provider=provider)
     return Next(order_id, status)  # a long wait: the sweep sends it when it is due
-
-
-ORDER_IDS = uuid.UUID("6f1c1d3e-4a51-4c83-9d0e-0b7a3c5e2f10")  # namespace of ids derived from producers' keys
-
-
-def order_id_for(idempotency_key: str | None, message_id: str | None, producer: str | None = None) -> uuid.UUID:
-    """The id an order gets: derived from the producer's key (so a producer knows it before any worker has
-    run; an API key's keys are its own), else the message's id when that is a UUID (Celery's are), else new."""
-    if idempotency_key:
-        return uuid.uuid5(ORDER_IDS, idempotency_key if producer is None else f"{producer}/{idempotency_key}")
-    try:
-        return uuid.UUID(str(message_id))
-    except ValueError:
-        return uuid.uuid4()
 
 
 @dataclass(frozen=True)

@@ -73,10 +73,10 @@ def _submit_and_watch(h: Harness, timeout: float) -> bool:
     import psycopg
     from psycopg.rows import dict_row
 
-    from orderrelay.cli import orders_table
     from orderrelay.config.settings import get_settings
     from orderrelay.foundation.vault import Vault
     from orderrelay.producer import send
+    from orderrelay.tools.tables import orders_table
     from orderrelay.worker.app import app
 
     run_id = uuid.uuid4().hex[:8]

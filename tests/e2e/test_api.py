@@ -10,11 +10,11 @@ import urllib.request
 import uuid
 
 import pytest
+
 from orderrelay.config.settings import key_entry
+from orderrelay.foundation.constants import Status
 from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
 from orderrelay.sandbox.samples import extend_order as sample_order
-
-from orderrelay.foundation.constants import Status
 from orderrelay.tools import embedded, processes
 from tests.conftest import started, wait_until
 
@@ -175,9 +175,8 @@ def test_schemathesis_finds_no_5xx_and_no_answer_off_the_spec(api, db, tmp_path)
 
 
 def test_the_python_producer_returns_the_order_id_at_once(service_env, db, monkeypatch, logs):
-    from orderrelay.config.settings import get_producer_settings
-
     from orderrelay import producer
+    from orderrelay.config.settings import get_producer_settings
 
     monkeypatch.setenv("ORDERRELAY_BROKER_URL", service_env["ORDERRELAY_BROKER_URL"])
     get_producer_settings.cache_clear()
@@ -261,9 +260,9 @@ def test_the_idempotency_key_header_is_not_overridden_by_a_null_in_the_body(api,
 
 def test_the_worst_inputs_get_a_422_with_the_field_errors_the_worker_gives(api, db, runtime):
     from kombu.utils.json import dumps, loads
-    from orderrelay.store import orders as store
 
     from orderrelay.core import pipeline
+    from orderrelay.store import orders as store
     from orderrelay.tools.fuzz import worst
 
     for job in worst():

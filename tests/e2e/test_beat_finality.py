@@ -7,9 +7,9 @@ import time
 
 import pytest
 import redis
-from orderrelay.sandbox.samples import adobe_order, extend_order
 
 from orderrelay.foundation.constants import Status
+from orderrelay.sandbox.samples import adobe_order, extend_order
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 from tests.e2e.test_worker import run_cli

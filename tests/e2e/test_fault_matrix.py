@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from orderrelay.store import orders as store
 
 from orderrelay.core import pipeline
 from orderrelay.foundation.constants import FINAL_STATUSES, TASK_SUBMIT, Status
+from orderrelay.store import orders as store
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 from tests.helpers import REF_FIELD, provider_order

@@ -13,9 +13,9 @@ import uuid
 import pytest
 import redis
 from kombu import Connection, Producer
-from orderrelay.sandbox.samples import extend_order
 
 from orderrelay.foundation.constants import TASK_SUBMIT, Status
+from orderrelay.sandbox.samples import extend_order
 from orderrelay.tools import processes
 from orderrelay.tools.fuzz import nested, samples
 from tests.conftest import started, wait_until

@@ -8,11 +8,11 @@ import json
 
 import pytest
 import redis
+
+from orderrelay.foundation.constants import Status
 from orderrelay.providers.webhook import verify
 from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
 from orderrelay.sandbox.samples import extend_order as sample_order
-
-from orderrelay.foundation.constants import Status
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 

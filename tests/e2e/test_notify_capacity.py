@@ -10,9 +10,9 @@ import time
 
 import pytest
 import redis
-from orderrelay.sandbox.samples import extend_order
 
 from orderrelay.foundation.constants import PLACING_QUEUES, QUEUE_NOTIFICATIONS, Status
+from orderrelay.sandbox.samples import extend_order
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 

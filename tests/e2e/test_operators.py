@@ -11,9 +11,9 @@ import urllib.request
 import psycopg
 import pytest
 import redis
-from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
 
 from orderrelay.foundation.constants import ALL_QUEUES, Status
+from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
 from orderrelay.tools import embedded, processes
 from tests.conftest import started, wait_until
 from tests.e2e.test_worker import run_cli

@@ -11,10 +11,10 @@ import uuid
 import psycopg
 import pytest
 from celery import Celery
-from orderrelay.sandbox.samples import extend_order
 
 from orderrelay.core.broker import reserved
 from orderrelay.foundation.constants import QUEUE_ORDERS, TASK_SUBMIT, Status
+from orderrelay.sandbox.samples import extend_order
 from orderrelay.tools import processes
 from orderrelay.tools.servers import PostgresServer, RedisServer
 from tests.conftest import wait_until

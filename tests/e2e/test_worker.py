@@ -9,9 +9,9 @@ import sys
 import uuid
 
 import pytest
-from orderrelay.sandbox.samples import extend_order as sample_order
 
 from orderrelay.foundation.constants import TASK_SUBMIT, Status
+from orderrelay.sandbox.samples import extend_order as sample_order
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
 from tests.helpers import REF_FIELD, provider_order
@@ -125,7 +125,6 @@ def test_retryable_faults_are_retried_to_placement_with_one_key(worker, celery_a
 
 def test_work_whose_message_was_lost_is_found_by_beat_and_placed(worker, service_env, logs, db, sandbox):
     from orderrelay.store import orders as store
-
     from tests.integration.test_pipeline import job
 
     with db.transaction():

@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
-from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
-from orderrelay.store import orders as store
 
 from orderrelay.core import operations, pipeline
 from orderrelay.foundation.constants import Status
 from orderrelay.foundation.vault import Vault
+from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
+from orderrelay.store import orders as store
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,6 @@ def test_erasure_selects_only_sealed_card_data_and_always_ends(runtime, db, sand
     """A customer who wrote the text "$sealed" (which a text match over the order took for card data, forever)
     is not card data: erasure ends, touches only the orders that hold sealed values, and uses its index."""
     from orderrelay.store import queries
-
     from orderrelay.tools.scale import explain, seq_scans, shape
 
     plan = sandbox.admin("chaiz/plans", {})

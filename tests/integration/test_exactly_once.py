@@ -8,11 +8,11 @@ import time
 import uuid
 
 import pytest
-from orderrelay.sandbox.samples import adobe_order, chaiz_order, extend_order
-from orderrelay.store import orders as store
 
 from orderrelay.core import operations, pipeline
 from orderrelay.foundation.constants import Status
+from orderrelay.sandbox.samples import adobe_order, chaiz_order, extend_order
+from orderrelay.store import orders as store
 
 pytestmark = pytest.mark.integration
 

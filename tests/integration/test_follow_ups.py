@@ -7,11 +7,11 @@ import threading
 import uuid
 
 import pytest
-from orderrelay.sandbox.samples import adobe_order
-from orderrelay.store import orders as store
 
 from orderrelay.core import pipeline
 from orderrelay.foundation.constants import Status
+from orderrelay.sandbox.samples import adobe_order
+from orderrelay.store import orders as store
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,6 @@ def test_an_order_pending_past_the_deadline_is_reported_once(runtime, db, sandbo
 
 def test_the_follow_up_reads_its_orders_by_an_index(db):
     from orderrelay.store import queries
-
     from orderrelay.tools.scale import explain, seq_scans, shape
 
     db.execute(

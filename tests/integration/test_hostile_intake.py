@@ -8,11 +8,11 @@ import uuid
 import psycopg
 import pytest
 from kombu.utils.json import dumps, loads
-from orderrelay.sandbox.samples import extend_order
-from orderrelay.store import orders as store
 
 from orderrelay.core import pipeline
 from orderrelay.foundation.constants import Status
+from orderrelay.sandbox.samples import extend_order
+from orderrelay.store import orders as store
 from orderrelay.tools.fuzz import nested, worst
 
 pytestmark = pytest.mark.integration

@@ -7,11 +7,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from orderrelay.sandbox.samples import extend_order as sample_order
-from orderrelay.store import orders as store
 
 from orderrelay.core import pipeline
 from orderrelay.foundation.constants import Status
+from orderrelay.sandbox.samples import extend_order as sample_order
+from orderrelay.store import orders as store
 
 pytestmark = pytest.mark.integration
 

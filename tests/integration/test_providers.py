@@ -6,11 +6,11 @@ import time
 import uuid
 
 import pytest
-from orderrelay.sandbox.samples import TEST_CARD, adobe_order, chaiz_order
-from orderrelay.store import orders as store
 
 from orderrelay.core import pipeline
 from orderrelay.foundation.constants import Status
+from orderrelay.sandbox.samples import TEST_CARD, adobe_order, chaiz_order
+from orderrelay.store import orders as store
 
 pytestmark = pytest.mark.integration
 
@@ -140,9 +140,8 @@ def test_adobe_429_4118_is_retried(runtime, db, sandbox, adobe):
 
 
 def test_a_sealed_card_from_the_producer_is_opened_checked_and_sealed_again(runtime, db, sandbox, plan):
-    from orderrelay.providers import chaiz
-
     from orderrelay.foundation.vault import seal_fields
+    from orderrelay.providers import chaiz
 
     sealed = seal_fields(runtime.vault, chaiz_order(plan["searchResultPlanId"]), chaiz.CARD_FIELDS)
     step = submit(runtime, "chaiz", sealed)

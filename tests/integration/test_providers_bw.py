@@ -7,11 +7,11 @@ import urllib.request
 import uuid
 
 import pytest
-from orderrelay.sandbox.samples import battleface_order, webroot_order
-from orderrelay.store import orders as store
 
 from orderrelay.core import pipeline
 from orderrelay.foundation.constants import Status
+from orderrelay.sandbox.samples import battleface_order, webroot_order
+from orderrelay.store import orders as store
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,6 @@ import uuid
 import psycopg
 import pytest
 from click.testing import CliRunner
-from orderrelay.sandbox.samples import chaiz_order
-from orderrelay.sandbox.samples import extend_order as sample_order
-from orderrelay.store import orders as store
 from psycopg.rows import dict_row
 
 from orderrelay.cli import main
@@ -20,6 +17,9 @@ from orderrelay.core import operations, pipeline
 from orderrelay.foundation.breaker import Guard
 from orderrelay.foundation.constants import Status
 from orderrelay.foundation.errors import ActionRefused
+from orderrelay.sandbox.samples import chaiz_order
+from orderrelay.sandbox.samples import extend_order as sample_order
+from orderrelay.store import orders as store
 
 pytestmark = pytest.mark.integration
 

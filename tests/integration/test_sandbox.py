@@ -8,6 +8,7 @@ import urllib.request
 import uuid
 
 import pytest
+
 from orderrelay.sandbox.faults import Fault, parse_step
 from orderrelay.sandbox.samples import extend_order as sample_order
 

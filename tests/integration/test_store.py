@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from orderrelay.store import orders as store
-from orderrelay.store.db import migrate
 
 from orderrelay.foundation.constants import Status
+from orderrelay.store import orders as store
+from orderrelay.store.db import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,12 @@ import threading
 from collections import Counter
 
 import pytest
-from orderrelay.api.metrics import PostgresCollector
-from orderrelay.sandbox.samples import extend_order
-from orderrelay.store import orders as store
 
+from orderrelay.api.metrics import PostgresCollector
 from orderrelay.core import pipeline
 from orderrelay.foundation.constants import Status
+from orderrelay.sandbox.samples import extend_order
+from orderrelay.store import orders as store
 from tests.integration.test_store import insert
 
 pytestmark = pytest.mark.integration
@@ -109,7 +109,6 @@ def test_the_metrics_and_status_read_neither_orders_nor_attempts_whole(db):
     db.execute("ANALYZE orders")
     db.execute("ANALYZE attempts")
     from orderrelay.store import queries
-
     from orderrelay.tools.scale import explain, seq_scans
 
     for query in (
@@ -158,7 +157,6 @@ def test_one_sweep_releases_every_due_order_not_a_thousand(runtime, db):
 
 def test_the_latest_failures_come_from_their_indexes(db):
     from orderrelay.store import queries
-
     from orderrelay.tools.scale import explain, seq_scans, shape
 
     db.execute(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from marshmallow import ValidationError
+
 from orderrelay.sandbox.samples import adobe_order
 from orderrelay.schemas.adobe_vip import OrderSchema
-
 from tests.helpers import DELETE, case_ids, errors_of, mutated
 
 

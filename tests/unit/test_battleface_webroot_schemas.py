@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from orderrelay.sandbox.samples import battleface_order, webroot_order
 from orderrelay.schemas import battleface, webroot
-
 from tests.helpers import DELETE, case_ids, errors_of, mutated
 
 UUID = "b9add08c-39b4-4faf-bbc3-1ea8e6816859"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from orderrelay.sandbox.samples import chaiz_order
 from orderrelay.schemas.chaiz import OrderSchema
-
 from tests.helpers import DELETE, case_ids, errors_of, mutated
 
 NOW = datetime.now(UTC)

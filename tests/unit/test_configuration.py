@@ -21,6 +21,7 @@ def conf(request):
     import os
 
     from cryptography.fernet import Fernet
+
     from orderrelay.config.settings import get_settings
 
     saved = dict(os.environ)

@@ -7,13 +7,13 @@ import asyncio
 
 import pytest
 from cryptography.fernet import Fernet
-from orderrelay.providers import REGISTRY
-from orderrelay.providers.egress import EgressRefused, SafeResolver
-from orderrelay.sandbox.samples import extend_order
 
 from orderrelay.core.envelope import NotifyRules, validate_job
 from orderrelay.foundation.errors import JobInvalid
 from orderrelay.foundation.vault import Vault
+from orderrelay.providers import REGISTRY
+from orderrelay.providers.egress import EgressRefused, SafeResolver
+from orderrelay.sandbox.samples import extend_order
 
 VAULT = Vault([Fernet.generate_key().decode()])
 RULES = NotifyRules(allow_http=True, tasks=(("checkout.order_outcome", "checkout"),))

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
-from orderrelay.sandbox.samples import extend_order as sample_order
-from orderrelay.schemas.hostile import storable, stored_job
 
 from orderrelay.core.envelope import MAX_ORDER_BYTES, validate_job
 from orderrelay.foundation.errors import JobInvalid
 from orderrelay.foundation.vault import Vault
+from orderrelay.sandbox.samples import extend_order as sample_order
+from orderrelay.schemas.hostile import storable, stored_job
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ENABLED = frozenset({"extend"})

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
+
 from orderrelay.sandbox.samples import extend_order as sample_order
 from orderrelay.schemas.extend import OrderSchema
-
 from tests.helpers import DELETE, case_ids, mutated
 from tests.helpers import errors_of as schema_errors
 

@@ -13,15 +13,15 @@ import pytest
 from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from orderrelay.core.envelope import validate_job
+from orderrelay.foundation.errors import JobInvalid
+from orderrelay.foundation.vault import Vault
 from orderrelay.providers import REGISTRY
 from orderrelay.sandbox.samples import chaiz_order, extend_order
 from orderrelay.schemas import chaiz
 from orderrelay.schemas.fields import WHITESPACE
 from orderrelay.schemas.hostile import MAX_DEPTH, clean_text, problems, redact_text, storable
-
-from orderrelay.core.envelope import validate_job
-from orderrelay.foundation.errors import JobInvalid
-from orderrelay.foundation.vault import Vault
 from tests.helpers import errors_of, mutated
 
 VAULT = Vault([Fernet.generate_key().decode()])

@@ -7,14 +7,14 @@ from email.utils import format_datetime
 from types import SimpleNamespace
 
 import pytest
+
 from orderrelay.config.settings import Settings
+from orderrelay.foundation.constants import Status
+from orderrelay.foundation.errors import AuthError, InDoubtError, PermanentError, RetryableError
 from orderrelay.providers import adobe_vip, chaiz, extend, webroot
 from orderrelay.providers.base import Key, Placed, Response
 from orderrelay.providers.http import Sending, check, retry_after
 from orderrelay.providers.policy import Call, backoff, decide
-
-from orderrelay.foundation.constants import Status
-from orderrelay.foundation.errors import AuthError, InDoubtError, PermanentError, RetryableError
 
 SETTINGS = Settings(
     broker_url="redis://",

@@ -11,6 +11,7 @@ import json
 import fakeredis
 import pytest
 from click.testing import CliRunner
+
 from orderrelay.sandbox.samples import extend_order as sample_order
 
 
@@ -18,6 +19,7 @@ from orderrelay.sandbox.samples import extend_order as sample_order
 def fake_broker(monkeypatch):
     from cryptography.fernet import Fernet
     from kombu.transport import redis as kombu_redis
+
     from orderrelay.config.settings import get_settings
 
     server = fakeredis.FakeServer()
@@ -77,9 +79,8 @@ def test_submit_refuses_a_file_that_is_not_json(fake_broker, tmp_path):
 
 
 def test_card_fields_leave_the_process_sealed(fake_broker, tmp_path):
-    from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
-
     from orderrelay.cli import main
+    from orderrelay.sandbox.samples import TEST_CARD, chaiz_order
 
     path = tmp_path / "order.json"
     path.write_text(json.dumps(chaiz_order(100)))

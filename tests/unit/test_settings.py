@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
-from orderrelay.config.settings import load_settings
 
+from orderrelay.config.settings import load_settings
 from orderrelay.foundation.errors import ConfigError
 
 GOOD = {
