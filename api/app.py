@@ -27,12 +27,12 @@ from marshmallow import ValidationError
 
 from orderrelay.api.metrics import registry
 from orderrelay.api.openapi import document
+from orderrelay.api.schemas import ListQuerySchema
 from orderrelay.config.settings import ApiKey, Settings, find_key
 from orderrelay.core import operations, pipeline
 from orderrelay.core.views import order_view
 from orderrelay.foundation.constants import Status
 from orderrelay.foundation.errors import ActionRefused, OrderNotFound
-from orderrelay.schemas.api import ListQuerySchema
 from orderrelay.schemas.fields import flatten_errors
 from orderrelay.store import orders as store
 

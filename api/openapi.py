@@ -7,7 +7,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import validate
 
 from orderrelay import __version__, providers
-from orderrelay.schemas import api as views
+from orderrelay.api import schemas as views
 from orderrelay.schemas.fields import Chain, Pattern
 
 JSON = "application/json"

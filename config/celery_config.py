@@ -5,6 +5,8 @@ when the worker process running it dies, and each worker reserves one message pe
 Postgres, not Redis, holds the truth, so the sweep finds any work whose message was lost.
 """
 
+from kombu import Queue
+
 from orderrelay.config.settings import get_settings
 from orderrelay.foundation.constants import (
     QUEUE_NOTIFICATIONS,
@@ -47,6 +49,9 @@ worker_send_task_events = True  # Flower sees every task
 task_send_sent_event = True
 
 task_default_queue = QUEUE_ORDERS
+# Every queue of the deployment: intake's, each enabled provider's, the notifications'. A worker started without -Q
+# serves them all; the placing worker leaves the notifications to the notifier (-X notifications).
+task_queues = [Queue(name) for name in _settings.queues]
 task_routes = {
     name: {"queue": QUEUE_ORDERS}
     for name in (TASK_SUBMIT, TASK_SWEEP, TASK_FOLLOW_UP, TASK_RETRY_FAILED, TASK_ERASE_CARD_DATA)

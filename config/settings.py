@@ -19,44 +19,12 @@ from environs import Env, EnvValidationError
 from marshmallow import ValidationError
 from marshmallow.validate import OneOf, Range
 
-from orderrelay.foundation.constants import PROVIDER_IDS
+from orderrelay import providers as table
 from orderrelay.foundation.errors import ConfigError
 from orderrelay.foundation.options import DEFAULTS, ApiKey, ProviderSettings, Settings
 
 PREFIX = "ORDERRELAY_"
 
-# Per provider, the variables it reads (ORDERRELAY_<ID>_<NAME>) with their defaults; None means required.
-# Names ending in _URL must be http(s) URLs; names ending in _PATH must start with "/".
-PROVIDER_VARIABLES: dict[str, dict[str, str | None]] = {
-    "extend": {"BASE_URL": "https://api-demo.helloextend.com", "CLIENT_ID": None, "CLIENT_SECRET": None},
-    "chaiz": {
-        "BASE_URL": "https://chaiz-api-uat.azurewebsites.net",
-        # Chaiz's create-order path is not public (it sits among /api/v2/Partners/...): set it per contract.
-        "ORDER_PATH": "/api/v2/Partners/CreateCompleteOrder",
-        "TOKEN": None,
-    },
-    "adobe_vip": {
-        "BASE_URL": "https://partnersandbox-stage.adobe.io",
-        "IMS_URL": "https://ims-na1.adobelogin.com",
-        "CLIENT_ID": None,
-        "CLIENT_SECRET": None,
-        "API_KEY": None,
-    },
-    "battleface": {
-        "BASE_URL": "https://gateway.battleface.com",
-        # How partners get their JWT is not public: the token path is the sandbox's choice until confirmed.
-        "TOKEN_PATH": "/api/partner/auth/token",
-        "CLIENT_ID": None,
-        "CLIENT_SECRET": None,
-    },
-    "webroot": {
-        "BASE_URL": "https://unityapi.webrootcloudav.com",
-        "CLIENT_ID": None,
-        "CLIENT_SECRET": None,
-        "USERNAME": None,
-        "PASSWORD": None,
-    },
-}
 BROKER_SCHEMES = {"redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"}
 
 
@@ -145,7 +113,7 @@ def load_settings() -> Settings:
     """Read and check every variable; raise ConfigError naming all the bad ones."""
     env = Env(eager=False, expand_vars=False)
     with env.prefixed(PREFIX):
-        enabled = env.list("PROVIDERS", list(PROVIDER_VARIABLES), validate=_known_providers)
+        enabled = env.list("PROVIDERS", validate=_known_providers)
         values = dict(
             broker_url=env.str("BROKER_URL", validate=_broker_url),
             database_url=env.str("DATABASE_URL", validate=_database_url),
@@ -162,12 +130,10 @@ def load_settings() -> Settings:
             for name, (kind, check) in OPTIONAL.items()
         )
         providers = {}
-        for provider in enabled or ():
-            if provider not in PROVIDER_VARIABLES:
-                continue
+        for provider in _enabled(enabled):
             upper = provider.upper()
             read: dict[str, str] = {}
-            for name, default in PROVIDER_VARIABLES[provider].items():
+            for name, default in table.get(provider).SETTINGS.items():
                 check = _http_url if name.endswith("_URL") else _path if name.endswith("_PATH") else None
                 args = (f"{upper}_{name}",) if default is None else (f"{upper}_{name}", default)
                 read[name.lower()] = env.str(*args, **({"validate": check} if check else {}))
@@ -190,12 +156,40 @@ def load_settings() -> Settings:
 
 
 def _known_providers(values: list[str]) -> None:
-    unknown = [v for v in values if v not in PROVIDER_IDS]
+    if not values:
+        raise ValidationError(
+            f"Name the providers this deployment uses, comma-separated: any of {list(table.IDS)}, "
+            "or the dotted path of a provider module of your own."
+        )
+    try:
+        ids = table.register(values)
+    except ImportError as exc:
+        raise ValidationError(str(exc)) from None
+    unknown = [v for v in ids if v not in table.REGISTRY]
     if unknown:
-        raise ValidationError(f"Unknown provider ids {unknown}; known: {list(PROVIDER_IDS)}.")
-    missing = [v for v in values if v not in PROVIDER_VARIABLES]
-    if missing:
-        raise ValidationError(f"Not implemented yet: {missing}.")
+        raise ValidationError(f"Unknown provider ids {unknown}; known: {list(table.REGISTRY)}.")
+
+
+def _enabled(entries: list[str] | None) -> list[str]:
+    """The ids of ORDERRELAY_PROVIDERS's entries that are known (the unknown ones are reported already)."""
+    try:
+        return [v for v in table.register(entries or ()) if v in table.REGISTRY]
+    except ImportError:
+        return []
+
+
+def provider_entries() -> list[str]:
+    """ORDERRELAY_PROVIDERS alone, its modules registered: for processes that read no other setting (the sandbox,
+    which serves every registered provider). Empty when unset."""
+    env = Env(eager=False, expand_vars=False)
+    with env.prefixed(PREFIX):
+        entries = env.list("PROVIDERS", [])
+    try:
+        env.seal()
+        table.register(entries)
+    except (EnvValidationError, ImportError) as exc:
+        raise ConfigError(f"{PREFIX}PROVIDERS: {exc}") from None
+    return entries
 
 
 def _fail(message: str) -> bool:
@@ -270,7 +264,9 @@ class ProducerSettings:
 
 @functools.cache
 def get_producer_settings() -> ProducerSettings:
-    """ORDERRELAY_BROKER_URL and ORDERRELAY_FERNET_KEYS, read once; ConfigError names what is wrong."""
+    """ORDERRELAY_BROKER_URL and ORDERRELAY_FERNET_KEYS, read once; ConfigError names what is wrong. The modules
+    ORDERRELAY_PROVIDERS names join the provider table (their card fields are sealed like the built-in ones')."""
+    provider_entries()
     env = Env(eager=False, expand_vars=False)
     with env.prefixed(PREFIX):
         broker_url = env.str("BROKER_URL", validate=_broker_url)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orderrelay.core.views import ORDER_FIELDS, jsonable, order_view
-from orderrelay.foundation.constants import ALL_STATUSES, PROVIDER_IDS
+from orderrelay.foundation.constants import ALL_STATUSES
 from orderrelay.foundation.errors import ConfigError, OrderNotFound
 from orderrelay.tools.tables import orders_table
 
@@ -26,6 +26,22 @@ def _settings():
         return get_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _provider(value: str | None) -> str | None:
+    """A provider id this deployment knows (the built-in ones, and those ORDERRELAY_PROVIDERS adds)."""
+    from orderrelay.config.settings import provider_entries
+    from orderrelay.providers import REGISTRY
+
+    if value is None:
+        return None
+    try:
+        provider_entries()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if value not in REGISTRY:
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(REGISTRY)}", param_hint="PROVIDER")
+    return value
 
 
 def _connect():
@@ -90,7 +106,7 @@ def migrate() -> None:
 
 
 @main.command()
-@click.argument("provider", type=click.Choice(PROVIDER_IDS))
+@click.argument("provider", callback=lambda ctx, param, value: _provider(value))
 @click.argument("file", type=click.File("r"))
 @click.option("--key", help="Idempotency key; the same key never makes a second order. A new one by default.")
 @click.option("--not-before", help="ISO 8601 time before which the order is not placed.")
@@ -152,7 +168,7 @@ def show(order_id: str | None, key: str | None, as_json: bool) -> None:
 
 @main.command(name="list")
 @click.option("--status", type=click.Choice(ALL_STATUSES))
-@click.option("--provider", type=click.Choice(PROVIDER_IDS))
+@click.option("--provider", callback=lambda ctx, param, value: _provider(value), help="A provider id.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
 def list_(status: str | None, provider: str | None, limit: int, as_json: bool) -> None:
@@ -297,7 +313,6 @@ def rotate_keys() -> None:
 def _broker_view(timeout: float = 1.0) -> dict:
     """Queue depths and the workers that answer a ping; errors say the broker is away, not a traceback."""
     from orderrelay.core.broker import reserved
-    from orderrelay.foundation.constants import ALL_QUEUES
     from orderrelay.worker.app import app
 
     def depth(channel, queue: str) -> int:
@@ -309,7 +324,7 @@ def _broker_view(timeout: float = 1.0) -> dict:
     try:
         with app.connection_for_read() as conn:
             channel = conn.default_channel
-            depths = {queue: depth(channel, queue) for queue in ALL_QUEUES}
+            depths = {queue: depth(channel, queue) for queue in _settings().queues}
         workers = sorted(name for reply in app.control.ping(timeout=timeout) for name in reply)
         url = _settings().broker_url
         held = reserved(url) if url.startswith(("redis://", "rediss://")) else {}

@@ -16,10 +16,29 @@ from typing import Any
 from orderrelay.foundation.errors import InDoubtError
 from orderrelay.foundation.options import ProviderSettings
 from orderrelay.providers.auth import oauth_token
-from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, no_lookup, no_wait, nothing_found
+from orderrelay.providers.base import (
+    Admin,
+    ErrorInfo,
+    Key,
+    Placed,
+    Request,
+    Response,
+    no_lookup,
+    no_wait,
+    nothing_found,
+)
 from orderrelay.schemas.adobe_vip import ROUTING_FIELDS, OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "adobe_vip"
+# ORDERRELAY_ADOBE_VIP_<NAME>, with its default (None: required); _URL names are URLs, _PATH names start with /
+SETTINGS: dict[str, str | None] = {
+    "BASE_URL": "https://partnersandbox-stage.adobe.io",
+    "IMS_URL": "https://ims-na1.adobelogin.com",
+    "CLIENT_ID": None,
+    "CLIENT_SECRET": None,
+    "API_KEY": None,
+}
+SANDBOX = "orderrelay.sandbox.adobe_vip"  # the module that simulates it
 KEY = Key.PER_ANSWER
 KEY_TTL = 10 * 86400.0  # Adobe replays an id's answer for 10 days
 LOOKUP = False  # an order can be read only by the orderId a lost answer would have carried
@@ -84,3 +103,22 @@ async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict
     )
     token = await oauth_token(http, ID, cfg.credentials["ims_url"], lambda _: grant, fresh=fresh)
     return {"Authorization": f"Bearer {token}", "X-Api-Key": cfg.credentials["api_key"]}
+
+
+def sample(tag: str, admin: Admin | None = None, **extra) -> dict:
+    """A valid order for the demo, the drill and the tests, for a customer and offer the sandbox makes
+    (``admin``), or made-up ones; ``tag`` is the external reference (its last 35 characters)."""
+    customer = admin("adobe_vip/customers", {})["customerId"] if admin else "8000000001"
+    offer = admin("adobe_vip/offers", {})["offerId"] if admin else "65000000001CA01A12"
+    return sample_order(customer, offer, **{"externalReferenceId": tag[-35:], **extra})
+
+
+def sample_order(customer_id: str, offer_id: str, **extra) -> dict:
+    """A valid Adobe VIP Marketplace NEW order for a customer and offer made by the sandbox's admin API."""
+    return {
+        "customerId": customer_id,
+        "externalReferenceId": "cart-81723",
+        "orderType": "NEW",
+        "lineItems": [{"extLineItemNumber": 1, "offerId": offer_id, "quantity": 3, "currencyCode": "USD"}],
+        **extra,
+    }

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
 from marshmallow import Schema
+
+TEST_CARD = "4111111111111111"  # the test card the seeds name; sample orders carry it, only ever to the sandbox
+Admin = Callable[[str, dict], dict]  # the sandbox's admin API: admin("chaiz/plans", {}) makes a plan
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class Provider(Protocol):
     """One module per provider, each with these names (see ``providers/extend.py``)."""
 
     ID: str
+    # Its variables, ORDERRELAY_<ID>_<NAME>, with their defaults (None: required); BASE_URL among them.
+    SETTINGS: dict[str, str | None]
+    SANDBOX: str  # the dotted name of the module that simulates it (``orderrelay sandbox`` serves it)
     KEY: str  # a ``Key`` value: what the idempotency key (``request``'s ``key``) makes safe
     KEY_TTL: float | None  # seconds the provider remembers a key's result; None when it has no key
     # True when ``lookup`` can find an order the provider already made for ours (to reconcile a lost answer).
@@ -103,6 +110,15 @@ class Provider(Protocol):
 
     async def authenticate(self, http: Any, credentials: Any, *, fresh: bool) -> dict[str, str]:
         """The auth headers; ``fresh`` asks for a new token after a 401."""
+
+    def sample(self, tag: str, admin: Admin | None = None, **extra: Any) -> dict:
+        """A valid order (the demo's, the drill's, the tests'): ``admin`` makes what it needs in the sandbox."""
+
+
+# Every name a provider module declares: the provider table checks each module for all of them.
+NAMES = tuple(name for name in Provider.__annotations__) + tuple(
+    name for name in vars(Provider) if not name.startswith("_") and callable(vars(Provider)[name])
+)
 
 
 # For providers without the capability: ``lookup = no_lookup`` and so on, so every module has every name.

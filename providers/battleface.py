@@ -14,6 +14,7 @@ from typing import Any
 from orderrelay.foundation.options import ProviderSettings
 from orderrelay.providers.auth import oauth_token
 from orderrelay.providers.base import (
+    Admin,
     ErrorInfo,
     Key,
     Placed,
@@ -27,6 +28,15 @@ from orderrelay.providers.base import (
 from orderrelay.schemas.battleface import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "battleface"
+# ORDERRELAY_BATTLEFACE_<NAME>, with its default (None: required); _URL names are URLs, _PATH names start with /
+SETTINGS: dict[str, str | None] = {
+    "BASE_URL": "https://gateway.battleface.com",
+    # How partners get their JWT is not public: the token path is the sandbox's choice until confirmed.
+    "TOKEN_PATH": "/api/partner/auth/token",
+    "CLIENT_ID": None,
+    "CLIENT_SECRET": None,
+}
+SANDBOX = "orderrelay.sandbox.battleface"  # the module that simulates it
 KEY = Key.NONE
 KEY_TTL = None
 LOOKUP = False
@@ -65,3 +75,32 @@ async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict
     grant = Request("POST", cfg.credentials["token_path"], json=body)
     token = await oauth_token(http, ID, cfg.base_url, lambda _: grant, fresh=fresh)
     return {"Authorization": f"Bearer {token}"}
+
+
+def sample(tag: str, admin: Admin | None = None, **extra) -> dict:
+    """A valid order for the demo, the drill and the tests, for a quote (and a product, if none matches yet)
+    the sandbox makes (``admin``), or a made-up one; each quote is ordered once."""
+    quote = admin("battleface/quotes", {"premium": 20, "product": True})["quote_id"] if admin else None
+    return sample_order(quote or "6388da3cf57124e1a8016b12", **({} if admin else {"premium": 20}), **extra)
+
+
+def sample_order(quote_id: str, programid: int = 10, **extra) -> dict:
+    """A valid battleface dynamic order for a quote made by the sandbox's admin API."""
+    return {
+        "quote_id": quote_id,
+        "programid": programid,
+        "hostcountrystate": "OH",
+        "applicant": {
+            "first_name": "John",
+            "last_name": "Johnson",
+            "dob": "1997-01-05",
+            "email": "john@example.com",
+            "country_code": "US",
+            "state_code": "OH",
+        },
+        "start_at": "2027-12-05",
+        "end_at": "2027-12-15",
+        "currency_id": "USD",
+        "destinations": [{"country_code": "FR"}],
+        **extra,
+    }

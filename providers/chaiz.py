@@ -9,11 +9,14 @@ Card fields (``payment.accountNumber``, ``payment.cvc``) are sealed at rest; the
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from orderrelay.foundation.errors import AuthError, PermanentError
 from orderrelay.foundation.options import ProviderSettings
 from orderrelay.providers.base import (
+    TEST_CARD,
+    Admin,
     ErrorInfo,
     Key,
     Placed,
@@ -27,6 +30,14 @@ from orderrelay.providers.base import (
 from orderrelay.schemas.chaiz import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "chaiz"
+# ORDERRELAY_CHAIZ_<NAME>, with its default (None: required); _URL names are URLs, _PATH names start with /
+SETTINGS: dict[str, str | None] = {
+    "BASE_URL": "https://chaiz-api-uat.azurewebsites.net",
+    # Chaiz's create-order path is not public (it sits among /api/v2/Partners/...): set it per contract.
+    "ORDER_PATH": "/api/v2/Partners/CreateCompleteOrder",
+    "TOKEN": None,
+}
+SANDBOX = "orderrelay.sandbox.chaiz"  # the module that simulates it
 KEY = Key.NONE
 KEY_TTL = None
 LOOKUP = False
@@ -81,3 +92,40 @@ async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict
     if fresh:
         raise AuthError("Chaiz refused the configured partner token (ORDERRELAY_CHAIZ_TOKEN)", status=401)
     return {"Authorization": f"Bearer {cfg.credentials['token']}"}
+
+
+def sample(tag: str, admin: Admin | None = None, **extra) -> dict:
+    """A valid order for the demo, the drill and the tests, on a plan the sandbox makes (``admin``), or on made-up
+    ids; ``tag`` is the customer's external id."""
+    plan = admin("chaiz/plans", {}) if admin else {"searchResultPlanId": 100_001, "addons": [100_002]}
+    order = sample_order(plan["searchResultPlanId"], plan["addons"][:1], **extra)
+    order["userDetails"]["externalId"] = tag
+    return order
+
+
+def sample_order(plan_id: int, addon_ids: list[int] | None = None, **extra) -> dict:
+    """A valid Chaiz complete order for a plan id (and add-ons) made by the sandbox's admin API."""
+    return {
+        "payment": {
+            "accountNumber": TEST_CARD,
+            "creditCardExpirationDateString": f"12/{datetime.now(UTC).year + 2}",
+            "methodType": "VISA",
+            "paymentOption": "Full",
+            "cvc": "123",
+        },
+        "searchResultPlanIds": [plan_id],
+        "userDetails": {
+            "address": "12 Analytical St",
+            "city": "Boston",
+            "email": "ada@example.com",
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "state": "MA",
+            "zip": "02108",
+            "phoneNumber": "6175550100",
+            "externalId": "customer-81723",
+        },
+        "selectedAddonIds": addon_ids or [],
+        "device": "Desktop",
+        **extra,
+    }

@@ -11,15 +11,23 @@ The wait (``transactionDelay``, days, fractional) is consumed by orderrelay, so 
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
 from orderrelay.foundation.options import ProviderSettings
 from orderrelay.providers.auth import oauth_token
-from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, holds, no_follow_up
+from orderrelay.providers.base import Admin, ErrorInfo, Key, Placed, Request, Response, holds, no_follow_up
 from orderrelay.schemas.extend import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "extend"
+# ORDERRELAY_EXTEND_<NAME>, with its default (None: required); _URL names are URLs, _PATH names start with /
+SETTINGS: dict[str, str | None] = {
+    "BASE_URL": "https://api-demo.helloextend.com",
+    "CLIENT_ID": None,
+    "CLIENT_SECRET": None,
+}
+SANDBOX = "orderrelay.sandbox.extend"  # the module that simulates it
 KEY = Key.STABLE
 KEY_TTL = 24 * 3600.0  # Extend replays a key's first result for at least 24 hours
 LOOKUP = True
@@ -108,3 +116,51 @@ async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict
     grant = Request("POST", "/auth/oauth/token", json=body, headers={"Accept": ACCEPT})
     token = await oauth_token(http, ID, cfg.base_url, lambda _: grant, fresh=fresh)
     return {"X-Extend-Access-Token": token}
+
+
+def sample(tag: str, admin: Admin | None = None, **extra) -> dict:
+    """A valid order for the demo, the drill, the bench and the tests: ``tag`` is its transaction."""
+    return sample_order(tag, **extra)
+
+
+def sample_order(transaction_id: str, **extra) -> dict:
+    """A valid Extend order: one contract line (product + plan) and one lead line."""
+    now_ms = int(time.time() * 1000)
+    return {
+        "currency": "USD",
+        "storeId": "demo-store",
+        "transactionId": transaction_id,
+        "transactionDate": now_ms,
+        "customer": {
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "billingAddress": {
+                "address1": "12 Analytical St",
+                "city": "Boston",
+                "countryCode": "US",
+                "postalCode": "02108",
+                "province": "MA",
+            },
+        },
+        "lineItems": [
+            {
+                "lineItemTransactionId": f"{transaction_id}-1",
+                "quantity": 1,
+                "product": {
+                    "id": "SKU-TV-55",
+                    "title": "55in TV",
+                    "listPrice": 49999,
+                    "purchasePrice": 44999,
+                    "purchaseDate": now_ms,
+                },
+                "plan": {"id": "PLAN-TV-3Y", "purchasePrice": 5999},
+            },
+            {
+                "lineItemTransactionId": f"{transaction_id}-2",
+                "quantity": 2,
+                "product": {"id": "SKU-HDMI", "title": "HDMI cable", "purchasePrice": 1299},
+            },
+        ],
+        "total": 54297,
+        **extra,
+    }

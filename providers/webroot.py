@@ -15,10 +15,19 @@ from typing import Any
 
 from orderrelay.foundation.options import ProviderSettings
 from orderrelay.providers.auth import oauth_token
-from orderrelay.providers.base import ErrorInfo, Key, Placed, Request, Response, no_follow_up, no_wait
+from orderrelay.providers.base import Admin, ErrorInfo, Key, Placed, Request, Response, no_follow_up, no_wait
 from orderrelay.schemas.webroot import OrderSchema  # noqa: F401 - part of the provider interface
 
 ID = "webroot"
+# ORDERRELAY_WEBROOT_<NAME>, with its default (None: required); _URL names are URLs, _PATH names start with /
+SETTINGS: dict[str, str | None] = {
+    "BASE_URL": "https://unityapi.webrootcloudav.com",
+    "CLIENT_ID": None,
+    "CLIENT_SECRET": None,
+    "USERNAME": None,
+    "PASSWORD": None,
+}
+SANDBOX = "orderrelay.sandbox.webroot"  # the module that simulates it
 KEY = Key.NONE
 KEY_TTL = None
 LOOKUP = True
@@ -90,3 +99,15 @@ async def authenticate(http: Any, cfg: ProviderSettings, *, fresh: bool) -> dict
 
     token = await oauth_token(http, ID, cfg.base_url, grant, fresh=fresh, default_ttl=300.0)
     return {"Authorization": f"Bearer {token}"}
+
+
+def sample(tag: str, admin: Admin | None = None, **extra) -> dict:
+    """A valid order for the demo, the drill and the tests, converting a cart the sandbox makes (``admin``), or
+    a made-up one; each cart is ordered once."""
+    cart = admin("webroot/carts", {})["VendorOrderCode"] if admin else "MSP0046543057"
+    return sample_order(cart, **extra)
+
+
+def sample_order(cart_code: str, **extra) -> dict:
+    """A valid Webroot order converting a cart made by the sandbox's admin API."""
+    return {"VendorOrderCode": cart_code, "PaymentMethod": "PurchaseOrder", "PurchaseOrder": "P4713A20", **extra}

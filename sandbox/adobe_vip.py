@@ -31,6 +31,14 @@ from orderrelay.sandbox.faults import ProviderState, json_body, scripted_create
 from orderrelay.schemas.adobe_vip import ROUTING_FIELDS, OrderSchema
 from orderrelay.schemas.fields import flatten_errors
 
+REF_FIELD = "orderId"  # the field of a record here that holds the reference orderrelay records
+
+
+def natural(record: dict) -> str | None:
+    """What makes an order this one, in a record here or in the body sent: two records with it are one order twice."""
+    return record.get("externalReferenceId")
+
+
 CREDENTIALS = {
     "CLIENT_ID": "sandbox-adobe-client",
     "CLIENT_SECRET": "sandbox-adobe-secret",

@@ -16,38 +16,44 @@ for battleface; carts and token grant counts for Webroot.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from types import ModuleType
 
 from aiohttp import web
 
-from orderrelay.sandbox import adobe_vip, battleface, chaiz, extend, receiver, webroot
+from orderrelay import providers
+from orderrelay.sandbox import receiver
 
-MODULES: dict[str, ModuleType] = {
-    "extend": extend,
-    "chaiz": chaiz,
-    "adobe_vip": adobe_vip,
-    "battleface": battleface,
-    "webroot": webroot,
-}
+
+def modules() -> dict[str, ModuleType]:
+    """The sandbox module of every provider in the table (``SANDBOX``), by provider id."""
+    return {provider: importlib.import_module(module.SANDBOX) for provider, module in providers.REGISTRY.items()}
 
 
 def provider_environment(port: int, host: str = "127.0.0.1") -> dict[str, str]:
-    """The ORDERRELAY_* variables that point each provider at a sandbox on ``host:port``, with its credentials."""
-    env = {}
-    for provider, module in MODULES.items():
+    """The ORDERRELAY_* variables that enable every provider of the table and point each at a sandbox on
+    ``host:port``, with its credentials: every variable of the provider's ending in _URL is the sandbox's."""
+    env = {"ORDERRELAY_PROVIDERS": ",".join(map(providers.entry, providers.REGISTRY))}
+    for provider, module in modules().items():
         upper = provider.upper()
-        env[f"ORDERRELAY_{upper}_BASE_URL"] = f"http://{host}:{port}/{provider}"
+        for name in providers.get(provider).SETTINGS:
+            if name.endswith("_URL"):
+                env[f"ORDERRELAY_{upper}_{name}"] = f"http://{host}:{port}/{provider}"
         env.update({f"ORDERRELAY_{upper}_{name}": value for name, value in module.CREDENTIALS.items()})
-    env["ORDERRELAY_ADOBE_VIP_IMS_URL"] = f"http://{host}:{port}/adobe_vip"
     return env
 
 
 def make_app() -> web.Application:
-    states = {provider: module.State() for provider, module in MODULES.items()}
+    """Every provider of the table under ``/<id>`` (those ORDERRELAY_PROVIDERS adds among them), and the admin API."""
+    from orderrelay.config.settings import provider_entries
+
+    provider_entries()
+    sandboxes = modules()
+    states = {provider: module.State() for provider, module in sandboxes.items()}
     states["receiver"] = receiver.State()
     app = web.Application(client_max_size=2 * 1024 * 1024)
-    for provider, module in MODULES.items():
+    for provider, module in sandboxes.items():
         app.add_subapp(f"/{provider}", module.make_app(states[provider]))
         app.add_routes(module.make_admin(states[provider]))
     app.add_subapp("/_receiver", receiver.make_app(states["receiver"]))

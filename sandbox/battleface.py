@@ -8,7 +8,8 @@
   several match: 406 saying which. A ``premium`` that is not the quote's: 400 (premium mismatch).
   Success: 201 ``{"data": {...}}`` shaped like the seed's, ``status`` ``Pending``, one item with a
   ``policy_number``. No idempotency: each accepted call makes a new order.
-Admin: ``POST /_sandbox/battleface/quotes`` (``{"premium", "currency_id"}``) and ``/products``
+Admin: ``POST /_sandbox/battleface/quotes`` (``{"premium", "currency_id", "product"}``; ``"product": true`` also
+makes the sample orders' product, program 10 in OH, unless one is active) and ``/products``
 (``{"program_id", "state", "active"}``) make ids.
 """
 
@@ -25,6 +26,14 @@ from marshmallow import ValidationError
 from orderrelay.sandbox.faults import ProviderState, client_credentials_token, json_body, scripted_create
 from orderrelay.schemas.battleface import OrderSchema
 from orderrelay.schemas.fields import flatten_errors
+
+REF_FIELD = "order_number"  # the field of a record here that holds the reference orderrelay records
+
+
+def natural(record: dict) -> str | None:
+    """What makes an order this one, in a record here or in the body sent: two records with it are one order twice."""
+    return record["quote_id"]
+
 
 CREDENTIALS = {"CLIENT_ID": "sandbox-battleface-client", "CLIENT_SECRET": "sandbox-battleface-secret"}
 
@@ -128,6 +137,13 @@ def make_admin(state: State) -> web.RouteTableDef:
     @routes.post("/_sandbox/battleface/quotes")
     async def quotes(request: web.Request) -> web.Response:
         body = await json_body(request)
+        if body.get("product") and not any(
+            p["active"] and (p["program_id"], p["state"]) == (10, "OH") for p in state.products
+        ):
+            # the sample orders' program and state: one active product for them, made with the first quote
+            state.products.append(
+                {"id": next(state._ids), "uuid": str(uuid.uuid4()), "program_id": 10, "state": "OH", "active": True}
+            )
         quote_id = uuid.uuid4().hex[:24]
         state.quotes[quote_id] = {"premium": body.get("premium", 20), "currency_id": body.get("currency_id", "USD")}
         return web.json_response({"quote_id": quote_id, **state.quotes[quote_id]})

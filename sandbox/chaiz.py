@@ -27,6 +27,14 @@ from orderrelay.schemas.fields import flatten_errors
 TOKEN = "sandbox-chaiz-token"
 PARTNER = "SANDBOX-PARTNER"
 ORDER_PATH = "/api/v2/Partners/CreateCompleteOrder"
+REF_FIELD = "orderId"  # the field of a record here that holds the reference orderrelay records
+
+
+def natural(record: dict) -> str | None:
+    """What makes an order this one, in a record here or in the body sent: two records with it are one order twice."""
+    return record.get("externalId") or record.get("userDetails", {}).get("externalId")
+
+
 CREDENTIALS = {"TOKEN": TOKEN, "ORDER_PATH": ORDER_PATH}
 
 

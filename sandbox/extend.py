@@ -30,6 +30,14 @@ from orderrelay.schemas.extend import OrderSchema
 from orderrelay.schemas.fields import flatten_errors
 
 VERSION = "version=2022-02-01"
+REF_FIELD = "id"  # the field of a record here that holds the reference orderrelay records
+
+
+def natural(record: dict) -> str | None:
+    """What makes an order this one, in a record here or in the body sent: two records with it are one order twice."""
+    return record["transactionId"]
+
+
 CREDENTIALS = {"CLIENT_ID": "sandbox-client", "CLIENT_SECRET": "sandbox-secret"}
 
 

@@ -32,6 +32,14 @@ from orderrelay.sandbox.faults import ProviderState, scripted_create, scripted_l
 from orderrelay.schemas.fields import flatten_errors
 from orderrelay.schemas.webroot import OrderSchema
 
+REF_FIELD = "VendorOrderCode"  # the field of a record here that holds the reference orderrelay records
+
+
+def natural(record: dict) -> str | None:
+    """What makes an order this one, in a record here or in the body sent: two records with it are one order twice."""
+    return record["VendorOrderCode"]
+
+
 CREDENTIALS = {
     "CLIENT_ID": "sandbox-webroot-client",
     "CLIENT_SECRET": "sandbox-webroot-secret",

@@ -8,9 +8,9 @@ at the order level or on the line items, never both (Adobe's code 2140).
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from orderrelay.schemas.fields import CurrencyCode, Pattern, Text
+from orderrelay.schemas.fields import CurrencyCode, Pattern, Strict, Text
 
 ORDER_TYPES = ("NEW", "RETURN", "PREVIEW", "PREVIEW_RENEWAL", "RENEWAL")
 # Seed 002's order types that make no order (a price quote): orderrelay places orders, so it refuses them.
@@ -18,12 +18,7 @@ PREVIEWS = ("PREVIEW", "PREVIEW_RENEWAL")
 ROUTING_FIELDS = ("customerId",)
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class LineItemSchema(_Strict):
+class LineItemSchema(Strict):
     extLineItemNumber = fields.Integer(strict=True, required=True, validate=validate.Range(0, 999_999))
     offerId = Text(max_length=40, required=True)
     quantity = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=100_000))
@@ -32,7 +27,7 @@ class LineItemSchema(_Strict):
     discountCode = Text(max_length=40)
 
 
-class OrderSchema(_Strict):
+class OrderSchema(Strict):
     customerId = Text(
         max_length=40,
         required=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from orderrelay.schemas.fields import (
     UUID,
@@ -20,15 +20,11 @@ from orderrelay.schemas.fields import (
     Date,
     Email,
     Pattern,
+    Strict,
     StrictNumber,
     Text,
     us_state,
 )
-
-
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 def _past(value) -> None:
@@ -36,7 +32,7 @@ def _past(value) -> None:
         raise ValidationError("Must be a date in the past.")
 
 
-class ProductsSchema(_Strict):
+class ProductsSchema(Strict):
     ids = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)), validate=validate.Length(1, 50))
     uuids = fields.List(UUID(), validate=validate.Length(1, 50))
 
@@ -47,7 +43,7 @@ class ProductsSchema(_Strict):
             raise ValidationError("Give exactly one of ids or uuids.")
 
 
-class PersonSchema(_Strict):
+class PersonSchema(Strict):
     first_name = Text(max_length=100)
     middle_name = Text(max_length=100)
     last_name = Text(max_length=100)
@@ -61,11 +57,11 @@ class PersonSchema(_Strict):
     state_code = Text(max_length=3)
 
 
-class DestinationSchema(_Strict):
+class DestinationSchema(Strict):
     country_code = CountryCode(required=True)
 
 
-class OrderSchema(_Strict):
+class OrderSchema(Strict):
     quote_id = Text(max_length=64, required=True, validate=[Pattern("[A-Za-z0-9_-]+", "Not a quote id.")])
     programid = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
     hostcountrystate = fields.String(

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import re2
 import zipcodes
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 from stdnum import luhn
 
-from orderrelay.schemas.fields import WHITESPACE, Chain, Digits, Email, Pattern, Text, us_state
+from orderrelay.schemas.fields import WHITESPACE, Chain, Digits, Email, Pattern, Strict, Text, us_state
 
 METHOD_TYPES = ("None", "VISA", "MASTERCARD", "AmericanExpress", "Discover", "ACHSavings", "ACHChecking")
 PAYMENT_OPTIONS = ("Default", "Half", "Full")
@@ -31,11 +31,6 @@ EXPIRY = re2.compile("(0[1-9]|1[0-2])/([0-9]{4})")
 SEED_ADDRESS = r"^(?=.*[a-zA-Z])(?!.*@).*$"  # as the seed writes them, for the OpenAPI document
 SEED_CITY = r"^[A-Za-z\u00C0-\u024F'.\-]+(?:[\s\-][A-Za-z\u00C0-\u024F'.\-]+)*$"
 SEED_EMAIL = r"^[^\s@]+@[^\s@]+\.[^\s@]+$"
-
-
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 def _luhn(value: str) -> None:
@@ -54,7 +49,7 @@ def _expiry(value: str) -> None:
         raise ValidationError("The card has expired.")
 
 
-class PaymentSchema(_Strict):
+class PaymentSchema(Strict):
     accountNumber = Digits((13, 16), "Must contain digits only.", required=True, validate=[_luhn])
     creditCardExpirationDateString = fields.String(required=True, validate=_expiry)
     methodType = fields.String(required=True, validate=validate.OneOf(METHOD_TYPES))
@@ -62,7 +57,7 @@ class PaymentSchema(_Strict):
     cvc = Digits((3, 5), "Must contain digits only.", allow_none=True)
 
 
-class UserDetailsSchema(_Strict):
+class UserDetailsSchema(Strict):
     address = Text(
         min_length=5,
         max_length=60,
@@ -103,7 +98,7 @@ class UserDetailsSchema(_Strict):
             )
 
 
-class OrderSchema(_Strict):
+class OrderSchema(Strict):
     payment = fields.Nested(PaymentSchema, required=True)
     searchResultPlanIds = fields.List(
         fields.Integer(strict=True), required=True, validate=validate.Length(1, 20, error="Give 1 to 20 plan ids.")

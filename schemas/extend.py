@@ -9,7 +9,7 @@ alone; shipping protection: ``quoteId`` + ``shipmentInfo``); money in minor unit
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from orderrelay.schemas.fields import (
     MAX_SAFE_INTEGER,
@@ -19,6 +19,7 @@ from orderrelay.schemas.fields import (
     MillisTimestamp,
     Money,
     Pattern,
+    Strict,
     StrictBoolean,
     StrictNumber,
     Text,
@@ -30,12 +31,7 @@ LINE_ITEM_STATUSES = ("fulfilled", "unfulfilled")
 MAX_LINE_ITEMS = 500
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class AddressSchema(_Strict):
+class AddressSchema(Strict):
     address1 = Text(required=True)
     address2 = Text()
     city = Text(max_length=100, required=True)
@@ -44,7 +40,7 @@ class AddressSchema(_Strict):
     province = Text(max_length=100)
 
 
-class CustomerSchema(_Strict):
+class CustomerSchema(Strict):
     name = Text(required=True)
     email = Email(required=True)
     phone = Text(max_length=32, validate=[Pattern(r"\+?[0-9 ().-]{7,32}", "Not a phone number.")])
@@ -52,7 +48,7 @@ class CustomerSchema(_Strict):
     shippingAddress = fields.Nested(AddressSchema)
 
 
-class ProductSchema(_Strict):
+class ProductSchema(Strict):
     id = Text(required=True)
     title = Text(max_length=500)
     category = Text()
@@ -61,12 +57,12 @@ class ProductSchema(_Strict):
     purchaseDate = MillisTimestamp()
 
 
-class PlanSchema(_Strict):
+class PlanSchema(Strict):
     id = Text(required=True)
     purchasePrice = Money(required=True)
 
 
-class LineItemSchema(_Strict):
+class LineItemSchema(Strict):
     lineItemTransactionId = Text(required=True)
     quantity = fields.Integer(strict=True, validate=validate.Range(1, 10_000))
     status = fields.String(validate=validate.OneOf(LINE_ITEM_STATUSES))
@@ -94,7 +90,7 @@ class LineItemSchema(_Strict):
             )
 
 
-class OrderSchema(_Strict):
+class OrderSchema(Strict):
     currency = CurrencyCode(required=True)
     storeId = Text(required=True)
     transactionId = Text(required=True)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pycountry
 import re2
 import us
-from marshmallow import ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 MAX_SAFE_INTEGER = 2**53 - 1
 US_STATES = frozenset(s.abbr for s in us.states.STATES_AND_TERRITORIES) | {"DC"}
@@ -62,6 +62,13 @@ class Chain(validate.Validator):
 def _no_control_characters(value: str) -> None:
     if _CONTROL.search(value):
         raise ValidationError("Must not contain control characters.")
+
+
+class Strict(Schema):
+    """A schema that refuses fields it does not know (each provider's bodies are built on it)."""
+
+    class Meta:
+        unknown = RAISE
 
 
 def Text(max_length: int = 255, min_length: int = 1, **kwargs) -> fields.String:

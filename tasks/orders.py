@@ -16,7 +16,6 @@ from celery._state import _task_stack  # the stack Celery's own Task.__call__ ke
 
 from orderrelay.core import notify, operations, pending, pipeline
 from orderrelay.foundation.constants import (
-    PROVIDER_QUEUES,
     QUEUE_NOTIFICATIONS,
     QUEUE_ORDERS,
     TASK_DELIVER,
@@ -27,6 +26,7 @@ from orderrelay.foundation.constants import (
     TASK_RETRY_FAILED,
     TASK_SUBMIT,
     TASK_SWEEP,
+    provider_queue,
 )
 from orderrelay.foundation.errors import OrderRelayError, ServiceUnavailable, TaskFailed
 from orderrelay.foundation.logs import shown_job
@@ -58,7 +58,7 @@ def clean_errors(fn):
 
 def send_place(order_id: uuid.UUID | str, provider: str, countdown: float | None = None) -> None:
     """A message to place one order, on its provider's queue; it carries nothing but the order id."""
-    place.apply_async((str(order_id),), queue=PROVIDER_QUEUES[provider], countdown=countdown)
+    place.apply_async((str(order_id),), queue=provider_queue(provider), countdown=countdown)
 
 
 def _follow(step: pipeline.Next) -> dict:

@@ -38,32 +38,18 @@ def case_ids(cases) -> list[str]:
     return [f"{c[0]}={c[1]!r:.24}" for c in cases]
 
 
-# The field of each sandbox provider's own record that holds the reference orderrelay records.
-REF_FIELD = {
-    "extend": "id",
-    "chaiz": "orderId",
-    "adobe_vip": "orderId",
-    "battleface": "order_number",
-    "webroot": "VendorOrderCode",
-}
-
-
 def provider_order(sandbox, provider: str) -> dict:
-    """A valid order for ``provider``, with the plan, customer, offer, quote and cart ids it needs made through
-    the sandbox's admin API."""
+    """A valid order for ``provider``: its module's sample, with the plan, customer, offer, quote and cart ids it
+    needs made through the sandbox's admin API."""
     import uuid
 
-    from orderrelay.sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
+    from orderrelay.providers import get
 
-    if provider == "extend":
-        return extend_order(f"t-{uuid.uuid4().hex[:10]}")
-    if provider == "chaiz":
-        plan = sandbox.admin("chaiz/plans", {})
-        return chaiz_order(plan["searchResultPlanId"], plan["addons"])
-    if provider == "battleface":
-        sandbox.admin("battleface/products", {"program_id": 10, "state": "OH"})
-        return battleface_order(sandbox.admin("battleface/quotes", {"premium": 20})["quote_id"])
-    if provider == "webroot":
-        return webroot_order(sandbox.admin("webroot/carts", {})["VendorOrderCode"])
-    customer, offer = sandbox.admin("adobe_vip/customers", {}), sandbox.admin("adobe_vip/offers", {})
-    return adobe_order(customer["customerId"], offer["offerId"])
+    return get(provider).sample(f"t-{uuid.uuid4().hex[:10]}", sandbox.admin)
+
+
+def ref_field(provider: str) -> str:
+    """The field of the sandbox's record that holds the reference orderrelay records."""
+    from orderrelay.sandbox.app import modules
+
+    return modules()[provider].REF_FIELD

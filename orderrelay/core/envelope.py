@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
 
-from orderrelay.foundation.constants import PROVIDER_IDS, SECRET_KEYS
+from orderrelay.foundation.constants import SECRET_KEYS
 from orderrelay.foundation.errors import JobInvalid
 from orderrelay.foundation.vault import Vault, mask, open_fields, seal_fields
 from orderrelay.providers import REGISTRY
@@ -83,7 +83,7 @@ class JobSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    provider = fields.String(required=True, validate=validate.OneOf(PROVIDER_IDS))
+    provider = fields.String(required=True, validate=lambda value: value in REGISTRY or _unknown_provider())
     order = fields.Dict(keys=fields.String(), required=True)
     idempotency_key = Text(max_length=200, allow_none=True)
     not_before = AwareDateTime(allow_none=True)
@@ -225,3 +225,7 @@ def _job_schema(notify_rules: NotifyRules) -> JobSchema:
 @functools.cache
 def _order_schema(provider_id: str) -> Schema:
     return REGISTRY[provider_id].OrderSchema()
+
+
+def _unknown_provider() -> bool:
+    raise ValidationError(f"Must be one of: {', '.join(REGISTRY)}.")

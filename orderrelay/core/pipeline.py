@@ -22,7 +22,7 @@ from orderrelay.core import pending
 from orderrelay.core.envelope import Job, NotifyRules, fingerprint_of, rejected_target, validate_job
 from orderrelay.core.leases import Leases
 from orderrelay.foundation.breaker import Guard
-from orderrelay.foundation.constants import PROVIDER_IDS, Outcome, Status
+from orderrelay.foundation.constants import Outcome, Status
 from orderrelay.foundation.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
 from orderrelay.foundation.ids import order_id_for
 from orderrelay.foundation.logs import order_fields
@@ -239,7 +239,8 @@ def _reject(
     rt: Runtime, job: Any, exc: JobInvalid, origin: Origin, *, key: str | None, last_error: dict | None = None
 ) -> Next:
     raw = job if isinstance(job, dict) else {}
-    provider = raw.get("provider") if isinstance(raw.get("provider"), str) and raw["provider"] in PROVIDER_IDS else None
+    provider = raw.get("provider") if isinstance(raw.get("provider"), str) else None
+    provider = provider if provider in providers.REGISTRY else None
     kept = stored_job(job)
     # The errors name fields of a hostile job: their paths and messages are cleaned like the job itself.
     errors = {clean_text(path[:300]): [clean_text(m[:500]) for m in msgs] for path, msgs in exc.errors.items()}

@@ -1,4 +1,4 @@
-"""Names other tools rely on: task names, queues, statuses, provider ids. One place for all of them."""
+"""Names other tools rely on: task names, queues, statuses. One place for all of them."""
 
 TASK_SUBMIT = "orders.submit"
 TASK_PLACE = "orders.place"
@@ -9,17 +9,18 @@ TASK_ERASE_CARD_DATA = "orders.erase_card_data"
 TASK_DELIVER = "notifications.deliver"
 TASK_NOTIFY_SWEEP = "notifications.sweep"
 
-PROVIDER_IDS = ("chaiz", "extend", "adobe_vip", "battleface", "webroot")
-
 # Intake and the scheduled tasks use "orders"; each provider's placements have a queue of their own, so a
-# provider that is slow or down holds up only its own messages.
+# provider that is slow or down holds up only its own messages. The queues of a deployment are those of the
+# providers it enables (``Settings.queues``, declared in the Celery configuration).
 QUEUE_ORDERS = "orders"
-PROVIDER_QUEUES = {provider: f"orders.{provider}" for provider in PROVIDER_IDS}
 QUEUE_NOTIFICATIONS = "notifications"  # a receiver that is down delays nothing else
-# The placing worker serves these; the notifier serves QUEUE_NOTIFICATIONS alone, with threads of its own, so a
-# receiver that hangs takes no placing capacity.
-PLACING_QUEUES = (QUEUE_ORDERS, *PROVIDER_QUEUES.values())
-ALL_QUEUES = (*PLACING_QUEUES, QUEUE_NOTIFICATIONS)
+# The placing worker serves all but QUEUE_NOTIFICATIONS; the notifier serves QUEUE_NOTIFICATIONS alone, with threads
+# of its own, so a receiver that hangs takes no placing capacity.
+
+
+def provider_queue(provider_id: str) -> str:
+    """The queue of one provider's placements."""
+    return f"{QUEUE_ORDERS}.{provider_id}"
 
 
 class Status:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 
+from orderrelay.foundation.constants import QUEUE_NOTIFICATIONS, QUEUE_ORDERS, provider_queue
+
 
 @dataclass(frozen=True)
 class ApiKey:
@@ -68,6 +70,16 @@ class Settings:
     notify_timeout: float = 5.0  # seconds a receiver has to answer, in all
     notify_allow_hosts: tuple[str, ...] = ()  # internal hosts and networks webhooks may reach after all
     notify_tasks: dict[str, str] = field(default_factory=dict)  # Celery-task targets allowed: task -> queue
+
+    @property
+    def placing_queues(self) -> tuple[str, ...]:
+        """The queues the placing worker serves: intake and the scheduled tasks, and each enabled provider's."""
+        return (QUEUE_ORDERS, *map(provider_queue, self.providers))
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue of this deployment (the Celery configuration declares them all)."""
+        return (*self.placing_queues, QUEUE_NOTIFICATIONS)
 
     @property
     def longest_attempt(self) -> float:

@@ -40,29 +40,16 @@ import redis
 from psycopg.rows import dict_row
 from rich.progress import Progress
 
+from orderrelay import providers
 from orderrelay.config.settings import get_settings
-from orderrelay.foundation.constants import FINAL_STATUSES, PROVIDER_IDS, Status
+from orderrelay.foundation.constants import FINAL_STATUSES, Status
 from orderrelay.foundation.vault import Vault
 from orderrelay.producer import send
-from orderrelay.sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
+from orderrelay.sandbox.app import modules
 from orderrelay.tools.harness import Harness, console, harness
 from orderrelay.tools.servers import PostgresServer, RedisServer
 
 # What identifies a job's order at its provider (the sandbox's record), and where that record keeps our reference.
-NATURAL_KEYS = {
-    "extend": lambda o: o["transactionId"],
-    "adobe_vip": lambda o: o.get("externalReferenceId"),
-    "webroot": lambda o: o["VendorOrderCode"],
-    "chaiz": lambda o: o.get("externalId"),
-    "battleface": lambda o: o["quote_id"],
-}
-REFS = {
-    "extend": "id",
-    "adobe_vip": "orderId",
-    "webroot": "VendorOrderCode",
-    "chaiz": "orderId",
-    "battleface": "order_number",
-}
 FAULTS = [
     500,
     503,
@@ -124,28 +111,21 @@ class Report:
 
 
 def _jobs(h: Harness, count: int, rng: random.Random, run: str) -> list[dict]:
-    plan = h.admin("chaiz/plans")
-    customer, offer = h.admin("adobe_vip/customers")["customerId"], h.admin("adobe_vip/offers")["offerId"]
-    h.admin("battleface/products")
+    """``count`` jobs, round the provider table, each the provider's sample order (its plan, quote or cart made in
+    the sandbox); one Extend order in seven waits (a fractional-day ``transactionDelay``), one other in nine has a
+    ``not_before``."""
+    sandboxes = modules()
+    ids = list(providers.REGISTRY)
     jobs = []
     for i in range(count):
-        provider = PROVIDER_IDS[i % len(PROVIDER_IDS)]
+        provider = ids[i % len(ids)]
         tag = f"chaos-{run}-{i}"
         not_before = None
-        if provider == "extend":
-            order = extend_order(tag, **({"transactionDelay": rng.uniform(2, 20) / 86400} if i % 7 == 0 else {}))
-        elif provider == "chaiz":
-            order = chaiz_order(plan["searchResultPlanId"])
-            order["userDetails"]["externalId"] = tag
-        elif provider == "adobe_vip":
-            order = adobe_order(customer, offer, externalReferenceId=tag[-35:])
-        elif provider == "battleface":
-            order = battleface_order(h.admin("battleface/quotes")["quote_id"])
-        else:
-            order = webroot_order(h.admin("webroot/carts")["VendorOrderCode"])
+        extra = {"transactionDelay": rng.uniform(2, 20) / 86400} if provider == "extend" and i % 7 == 0 else {}
+        order = providers.get(provider).sample(tag, h.admin, **extra)
         if provider != "extend" and i % 9 == 0:
             not_before = (datetime.now(UTC) + timedelta(seconds=rng.uniform(2, 20))).isoformat()
-        natural = NATURAL_KEYS[provider](order["userDetails"] if provider == "chaiz" else order)
+        natural = sandboxes[provider].natural(order)
         jobs.append(
             {"provider": provider, "order": order, "idempotency_key": tag, "not_before": not_before, "natural": natural}
         )
@@ -378,7 +358,7 @@ def run(
             for _ in range(workers):
                 drill.start_worker(wait=True)
             h.beat()
-            for provider in PROVIDER_IDS:
+            for provider in providers.REGISTRY:
                 script = [rng.choice(FAULTS) if rng.random() < 0.25 else 200 for _ in range(orders)]
                 h.admin(f"{provider}/faults", {"latency_ms": 300, "script": script})
             jobs = _jobs(h, orders, rng, uuid.uuid4().hex[:6])
@@ -453,12 +433,13 @@ def _account(h: Harness, report: Report, jobs: list[dict], submitted: dict[str, 
     report.submitted = len(submitted)
     report.submitted_by_durability = dict(Counter(durability for durability, _ in submitted.values()))
     report.end_states = dict(Counter(r["status"] for r in rows.values()))
-    made = {provider: h.admin(f"{provider}/orders", method="GET")["orders"] for provider in PROVIDER_IDS}
+    made = {provider: h.admin(f"{provider}/orders", method="GET")["orders"] for provider in providers.REGISTRY}
     held: dict[str, dict[str, list[dict]]] = {}
+    sandboxes = modules()
     for provider, records in made.items():
         for record in records:
-            held.setdefault(provider, {}).setdefault(str(NATURAL_KEYS[provider](record)), []).append(record)
-    for provider in PROVIDER_IDS:
+            held.setdefault(provider, {}).setdefault(str(sandboxes[provider].natural(record)), []).append(record)
+    for provider in providers.REGISTRY:
         report.duplicates[provider] = sum(len(v) - 1 for v in held.get(provider, {}).values() if len(v) > 1)
     for job in jobs:
         key, provider = job["idempotency_key"], job["provider"]
@@ -475,7 +456,7 @@ def _account(h: Harness, report: Report, jobs: list[dict], submitted: dict[str, 
         if status not in FINAL_STATUSES:
             report.lost_after_intake.setdefault(durability, []).append(key)
         elif status == Status.PLACED:
-            refs = {str(r[REFS[provider]]) for r in there}
+            refs = {str(r[sandboxes[provider].REF_FIELD]) for r in there}
             if row["provider_ref"] not in refs:
                 report.contradictions.append({"key": key, "here": "placed", "provider_holds": len(there)})
         elif status == Status.IN_DOUBT:

@@ -15,9 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from orderrelay import providers
 from orderrelay.foundation.constants import FINAL_STATUSES, Status
-from orderrelay.sandbox.samples import adobe_order, battleface_order, chaiz_order, webroot_order
-from orderrelay.sandbox.samples import extend_order as sample_order
 from orderrelay.tools.harness import Harness, harness
 
 console = Console(highlight=False)
@@ -25,28 +24,24 @@ DELAY_DAYS = 0.0001  # 8.64 seconds
 
 
 def jobs(run_id: str, h: Harness) -> dict[str, tuple[dict, str]]:
-    """The demo's jobs by name, each with the status it must end in; ids come from the sandbox's admin API."""
-    invalid = sample_order(f"demo-{run_id}-invalid", currency="XXY", total=-5)
+    """The demo's jobs by name, each with the status it must end in: Extend's invalid and delayed orders, and a
+    valid sample order of every provider in the table (its plan, quote or cart made through the sandbox)."""
+    extend = providers.get("extend")
+    invalid = extend.sample(f"demo-{run_id}-invalid", currency="XXY", total=-5)
     invalid["lineItems"][0]["plan"]["purchasePrice"] = 19.99
     del invalid["customer"]["email"]
-    plan = h.admin("chaiz/plans")
-    customer, offer = h.admin("adobe_vip/customers"), h.admin("adobe_vip/offers")
-    h.admin("battleface/products")
-    quote = h.admin("battleface/quotes")["quote_id"]
-    cart = h.admin("webroot/carts")["VendorOrderCode"]
     orders = {
-        "extend valid": ("extend", sample_order(f"demo-{run_id}-valid"), Status.PLACED),
+        "extend valid": ("extend", extend.sample(f"demo-{run_id}-valid"), Status.PLACED),
         "extend invalid": ("extend", invalid, Status.REJECTED),
         "extend delayed": (
             "extend",
-            sample_order(f"demo-{run_id}-delayed", transactionDelay=DELAY_DAYS),
+            extend.sample(f"demo-{run_id}-delayed", transactionDelay=DELAY_DAYS),
             Status.PLACED,
         ),
-        "chaiz valid": ("chaiz", chaiz_order(plan["searchResultPlanId"], plan["addons"][:1]), Status.PLACED),
-        "adobe_vip valid": ("adobe_vip", adobe_order(customer["customerId"], offer["offerId"]), Status.PLACED),
-        "battleface valid": ("battleface", battleface_order(quote), Status.PLACED),
-        "webroot valid": ("webroot", webroot_order(cart), Status.PLACED),
     }
+    for provider, module in providers.REGISTRY.items():
+        if provider != "extend":
+            orders[f"{provider} valid"] = (provider, module.sample(f"demo-{run_id}-{provider}", h.admin), Status.PLACED)
     return {
         name: (
             {"provider": provider, "order": order, "idempotency_key": f"demo-{run_id}-{name.replace(' ', '-')}"},

@@ -31,22 +31,17 @@ from kombu.utils.json import loads as kombu_loads
 from rich.progress import Progress
 from rich.table import Table
 
-from orderrelay.foundation.constants import PROVIDER_IDS, Status
-from orderrelay.sandbox.samples import adobe_order, battleface_order, chaiz_order, extend_order, webroot_order
+from orderrelay import providers
+from orderrelay.foundation.constants import Status
 from orderrelay.tools.harness import console, harness
 
 API_KEY = "fuzz-api-key-0123456789abcdef"
 
 
 def samples() -> dict[str, dict]:
-    """A valid order for each provider (its plan, quote, customer and cart ids are made up: intake does not call)."""
-    return {
-        "extend": extend_order("fuzz-t"),
-        "chaiz": chaiz_order(100_001, [100_002]),
-        "adobe_vip": adobe_order("8000000001", "65000000001CA01A12"),
-        "battleface": battleface_order("6388da3cf57124e1a8016b12", premium=20),
-        "webroot": webroot_order("MSP0046543057"),
-    }
+    """A valid order for each provider of the table (its plan, quote, customer and cart ids made up: intake does not
+    call)."""
+    return {provider: module.sample(f"fuzz-{provider}") for provider, module in providers.REGISTRY.items()}
 
 
 def nested(depth: int, leaf: Any = "x") -> Any:
@@ -157,7 +152,7 @@ def strategies():
 
     @st.composite
     def mutation(draw) -> dict:
-        provider = draw(st.sampled_from(PROVIDER_IDS))
+        provider = draw(st.sampled_from(list(providers.REGISTRY)))
         job: dict = {"provider": provider, "order": copy.deepcopy(base[provider])}
         if draw(st.booleans()):
             job["idempotency_key"] = draw(st.one_of(st.text(chars, max_size=30), text))

@@ -10,8 +10,6 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from orderrelay.foundation.constants import ALL_QUEUES
-
 
 class Process:
     """A child process with its log file; stopped with SIGTERM, then killed if it will not go."""
@@ -84,13 +82,14 @@ def worker(
     name: str = "worker",
     concurrency: int = 64,
     pool: str = "threads",
-    queues: tuple[str, ...] = ALL_QUEUES,
+    queues: tuple[str, ...] = (),
     quiet: bool = False,
     include: tuple[str, ...] = (),
     wait: bool = True,
 ) -> Process:
-    """A Celery worker; ``quiet`` logs warnings only (no line per task), as a benchmark wants; ``include`` names
-    task modules beyond orderrelay's own (the benchmark's)."""
+    """A Celery worker serving ``queues`` (by default every queue the configuration declares); ``quiet`` logs
+    warnings only (no line per task), as a benchmark wants; ``include`` names task modules beyond orderrelay's own
+    (the benchmark's)."""
     proc = Process(
         name,
         [
@@ -105,8 +104,7 @@ def worker(
             "-c",
             str(concurrency),
             "-E",
-            "-Q",
-            ",".join(queues),
+            *(("-Q", ",".join(queues)) if queues else ()),
             "-n",
             f"{name}-{os.getpid()}@%h",
             "--loglevel",

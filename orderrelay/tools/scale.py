@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
 
-from orderrelay.foundation.constants import PROVIDER_IDS
+from orderrelay.providers import IDS as PROVIDER_IDS
 from orderrelay.store import queries
 from orderrelay.store.db import migrate
 

@@ -27,7 +27,7 @@ from orderrelay.foundation.constants import FINAL_STATUSES, TASK_SUBMIT, Status
 from orderrelay.store import orders as store
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
-from tests.helpers import REF_FIELD, provider_order
+from tests.helpers import provider_order, ref_field
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def cell(db, sandbox, provider: str, order_id) -> str:
     row = store.get_order(db, order_id)
     made = sandbox.orders(provider)
     if row["status"] == Status.PLACED:
-        assert made["count"] == 1 and row["provider_ref"] == str(made["orders"][0][REF_FIELD[provider]]), provider
+        assert made["count"] == 1 and row["provider_ref"] == str(made["orders"][0][ref_field(provider)]), provider
     return f"{row['status']} {made['count']}"
 
 

@@ -11,7 +11,8 @@ import time
 import pytest
 import redis
 
-from orderrelay.foundation.constants import PLACING_QUEUES, QUEUE_NOTIFICATIONS, Status
+from orderrelay.config.settings import get_settings
+from orderrelay.foundation.constants import QUEUE_NOTIFICATIONS, Status
 from orderrelay.sandbox.samples import extend_order
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
@@ -26,7 +27,7 @@ def test_a_hanging_receiver_delays_no_order_and_gets_one_message_per_try(service
     redis.Redis.from_url(env["ORDERRELAY_BROKER_URL"]).flushdb()
     sandbox.script("receiver", latency_ms=30_000)  # the receiver accepts the connection and never answers in time
     hook = {"url": f"{sandbox.url}/_receiver/checkout"}
-    placing = processes.worker(env, logs, name="placing", concurrency=4, queues=PLACING_QUEUES)
+    placing = processes.worker(env, logs, name="placing", concurrency=4, queues=get_settings().placing_queues)
     notifier = processes.worker(env, logs, name="notifier", concurrency=2, queues=(QUEUE_NOTIFICATIONS,))
     with started(placing), started(notifier), started(processes.beat(env, logs)):
         from celery import Celery

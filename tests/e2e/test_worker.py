@@ -14,7 +14,7 @@ from orderrelay.foundation.constants import TASK_SUBMIT, Status
 from orderrelay.sandbox.samples import extend_order as sample_order
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
-from tests.helpers import REF_FIELD, provider_order
+from tests.helpers import provider_order, ref_field
 
 pytestmark = pytest.mark.e2e
 
@@ -195,7 +195,7 @@ def test_a_worker_places_a_valid_order(provider, worker, celery_app, db, sandbox
     assert row["status"] == Status.PLACED
     assert count(db, "attempts", row["id"]) == 1
     assert made["count"] == 1
-    assert row["provider_ref"] == str(made["orders"][0][REF_FIELD[provider]])
+    assert row["provider_ref"] == str(made["orders"][0][ref_field(provider)])
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from orderrelay.foundation.constants import PLACING_QUEUES, QUEUE_NOTIFICATIONS
+from orderrelay.foundation.constants import QUEUE_NOTIFICATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,13 +34,22 @@ def conf(request):
         ORDERRELAY_PROVIDERS="extend",
     )
     get_settings.cache_clear()
+    import contextlib
+    import importlib
+
+    from orderrelay.config import celery_config
+    from orderrelay.foundation.errors import ConfigError
     from orderrelay.worker.app import app
 
-    app.loader.config_from_object("orderrelay.config.celery_config")  # make sure it reads this environment
+    importlib.reload(celery_config)  # make sure it reads this environment, whatever read it before
+    app.loader.config_from_object("orderrelay.config.celery_config")
     yield app.conf, app
     os.environ.clear()
     os.environ.update(saved)
     get_settings.cache_clear()
+    with contextlib.suppress(ConfigError):  # without services configured there is nothing to restore
+        importlib.reload(celery_config)
+        app.loader.config_from_object("orderrelay.config.celery_config")
 
 
 def test_celery_is_configured_for_at_least_once_work(conf):
@@ -71,7 +80,26 @@ def test_beat_runs_the_sweep(conf):
     ]
 
 
-def test_docker_compose_matches_the_compose_specification():
+def served(argv: list[str], conf) -> set[str]:
+    """The queues a worker command serves: its -Q list, else every queue the configuration declares less -X's."""
+    if "-Q" in argv:
+        return set(argv[argv.index("-Q") + 1].split(","))
+    excluded = set(argv[argv.index("-X") + 1].split(",")) if "-X" in argv else set()
+    return {queue.name for queue in conf[0].task_queues} - excluded
+
+
+def test_the_configuration_declares_the_enabled_providers_queues(conf):
+    from orderrelay.config.settings import get_settings
+
+    settings = get_settings()
+    assert {q.name for q in conf[0].task_queues} == {"orders", "orders.extend", "notifications"}  # extend alone
+    assert set(settings.placing_queues) == {"orders", "orders.extend"}
+
+
+def test_docker_compose_matches_the_compose_specification(conf):
+    from orderrelay.config.settings import get_settings
+
+    placing = get_settings().placing_queues
     schema = json.loads(files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text())
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     jsonschema.validate(compose, schema)
@@ -81,7 +109,8 @@ def test_docker_compose_matches_the_compose_specification():
     assert "--appendonly yes" in redis_command and "--appendfsync always" in redis_command  # jobs before intake
     command = services["worker"]["command"]
     assert "-E" in command
-    assert set(command[command.index("-Q") + 1].split(",")) == set(PLACING_QUEUES)  # deliveries apart
+    assert "-Q" not in command  # the queues come from the providers enabled
+    assert served(command, conf) == set(placing)  # deliveries apart
     notifier = services["notifier"]["command"]
     assert notifier[notifier.index("-Q") + 1] == QUEUE_NOTIFICATIONS and "-E" in notifier
     for name in ("worker", "notifier", "beat", "flower"):
@@ -90,7 +119,10 @@ def test_docker_compose_matches_the_compose_specification():
     assert ":?" in services["flower"]["environment"]["FLOWER_BASIC_AUTH"]  # compose refuses to start without it
 
 
-def test_procfile_runs_each_process_with_the_celery_app():
+def test_procfile_runs_each_process_with_the_celery_app(conf):
+    from orderrelay.config.settings import get_settings
+
+    placing = get_settings().placing_queues
     lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
     assert {"worker", "notifier", "beat", "flower", "sandbox", "release", "api"} <= set(lines)
     for name in ("worker", "beat"):
@@ -99,7 +131,8 @@ def test_procfile_runs_each_process_with_the_celery_app():
     assert shlex.split(lines["flower"].split("#")[0])[:2] == ["orderrelay", "flower"]  # guarded: no open Flower
     worker = shlex.split(lines["worker"])
     assert "-E" in worker
-    assert set(worker[worker.index("-Q") + 1].split(",")) == set(PLACING_QUEUES)
+    assert "-Q" not in worker
+    assert served(worker, conf) == set(placing)
     notifier = shlex.split(lines["notifier"].split("#")[0])
     assert notifier[notifier.index("-Q") + 1] == QUEUE_NOTIFICATIONS
 

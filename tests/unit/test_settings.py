@@ -12,6 +12,7 @@ GOOD = {
     "ORDERRELAY_BROKER_URL": "redis://127.0.0.1:6379/0",
     "ORDERRELAY_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/orderrelay",
     "ORDERRELAY_FERNET_KEYS": Fernet.generate_key().decode(),
+    "ORDERRELAY_PROVIDERS": "extend,chaiz,adobe_vip,battleface,webroot",
     "ORDERRELAY_EXTEND_CLIENT_ID": "id",
     "ORDERRELAY_EXTEND_CLIENT_SECRET": "secret",
     "ORDERRELAY_CHAIZ_TOKEN": "chaiz-token",
