@@ -30,10 +30,10 @@ def ensure_venv() -> Path:
         print(f"creating {VENV} ...", flush=True)
         venv.create(VENV, with_pip=True)
     if not stamp.exists() or stamp.read_text() != digest:
-        print("installing orderrelay and its test tools into .venv ...", flush=True)
+        print("installing orderrelay, its demo servers and its test tools into .venv ...", flush=True)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[test,demo]"], check=True)
         stamp.write_text(digest)
     return python
 

@@ -531,18 +531,24 @@ def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_di
         from orderrelay.tools import scale as at_scale
 
         sys.exit(at_scale.run(orders=scale, out_dir=out_dir))
-    from orderrelay.tools.bench import run
-
+    try:
+        from orderrelay.tools.bench import run
+    except ModuleNotFoundError as exc:  # psutil, of the demo extra
+        raise click.ClickException(f"orderrelay bench needs {exc.name}: pip install 'orderrelay[demo]'") from None
     sys.exit(run(orders=orders, naive_orders=naive_orders, workers=workers, concurrency=concurrency, out_dir=out_dir))
 
 
 @main.command()
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the orders to settle.")
 def demo(timeout: float) -> None:
-    """Run the main job end to end: sandbox, a real worker and beat, three Extend orders, live progress."""
+    """Run the main job end to end: sandbox, a real worker and beat, an order of every provider (Extend's waiting
+    one among them, and one it rejects), live progress."""
     from orderrelay.tools.demo import run
 
-    sys.exit(run(timeout=timeout, workdir=Path.cwd()))
+    try:
+        sys.exit(run(timeout=timeout, workdir=Path.cwd()))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":

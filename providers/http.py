@@ -32,6 +32,7 @@ from orderrelay.foundation.errors import (
 )
 from orderrelay.foundation.logs import mask_cards
 from orderrelay.foundation.options import ProviderSettings, Settings
+from orderrelay.foundation.walk import DESCEND, remap
 from orderrelay.providers.auth import Token
 from orderrelay.providers.base import Key, Placed, Provider, Request, Response
 from orderrelay.providers.egress import SafeResolver
@@ -142,13 +143,7 @@ def check(provider: Provider, response: Response) -> None:
 def scrub(value: Any) -> Any:
     """A provider's answer (its error text, or the order it returns) with anything shaped like a card number
     masked, spaces and dashes included, before it is stored or logged."""
-    if isinstance(value, str):
-        return mask_cards(value)
-    if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    return value
+    return remap(value, lambda v, key: mask_cards(v) if isinstance(v, str) else DESCEND)
 
 
 def _fresh(provider: Provider) -> dict[str, str]:

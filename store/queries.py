@@ -1,5 +1,17 @@
 """Every SQL statement orderrelay runs, by name. Each state change writes its event row in the same statement."""
 
+from orderrelay.foundation.constants import DUE_STATUSES, OPEN_STATUSES
+
+
+def _sql_list(statuses: tuple[str, ...]) -> str:
+    """Statuses as a literal SQL list: written out in the statement, as the partial indexes (orders_due,
+    orders_open) are, so the planner can match a statement to its index."""
+    return "(" + ", ".join(f"'{status}'" for status in statuses) + ")"
+
+
+DUE = f"status IN {_sql_list(DUE_STATUSES)}"  # the predicate of the index orders_due (migration 0001)
+OPEN = _sql_list(OPEN_STATUSES)  # the statuses of the index orders_open (migration 0007)
+
 # A new order and its first event; with %(claim)s (an order due now) it is claimed in the same statement, as CLAIM
 # would: status placing with a lease, attempt 1, the claim's event. One round trip for a job that is placed at once.
 INSERT_ORDER = """
@@ -43,10 +55,10 @@ LIMIT 1
 
 # Claim a due order for one placement: status -> placing with a lease, a new attempt row, one event. The claim
 # says whether the order is uncertain: an attempt not yet settled may have made it (its outcome was in_doubt).
-CLAIM = """
+CLAIM = f"""
 WITH old AS (
     SELECT id, status FROM orders
-    WHERE id = %(id)s AND status IN ('waiting', 'queued', 'retrying') AND due_at <= clock_timestamp()
+    WHERE id = %(id)s AND {DUE} AND due_at <= clock_timestamp()
     FOR UPDATE SKIP LOCKED
 ), upd AS (
     UPDATE orders o
@@ -122,10 +134,10 @@ RETURNING order_id, from_status
 """
 
 # Work that is due but whose message is not on its way (never sent, or lost with Redis).
-SWEEP_DUE = """
+SWEEP_DUE = f"""
 WITH due AS (
     SELECT id FROM orders
-    WHERE status IN ('waiting', 'queued', 'retrying') AND due_at <= clock_timestamp()
+    WHERE {DUE} AND due_at <= clock_timestamp()
       AND (expected_at IS NULL OR expected_at < clock_timestamp() - make_interval(secs => %(grace)s))
     ORDER BY due_at
     LIMIT %(limit)s
@@ -426,13 +438,13 @@ SELECT provider, outcome, le, sum(n)::bigint AS n, sum(total_ms) AS total_ms FRO
 LATENCY_BOUNDS = "SELECT orderrelay_latency_bounds() AS bounds"
 # The oldest change among orders still waiting for something: one probe of the index orders_open per status and
 # provider (its first entry), however many orders wait.
-OLDEST_OPEN = """
+OLDEST_OPEN = f"""
 SELECT p.provider, s.status, x.oldest
-FROM unnest(ARRAY['received', 'waiting', 'queued', 'placing', 'retrying', 'in_doubt']) AS s (status)
+FROM unnest(ARRAY[{OPEN[1:-1]}]) AS s (status)
 CROSS JOIN unnest(%(providers)s::text[]) AS p (provider)
 CROSS JOIN LATERAL (
     SELECT o.updated_at AS oldest FROM orders o
-    WHERE o.status IN ('received', 'waiting', 'queued', 'placing', 'retrying', 'in_doubt')  -- orders_open's rows
+    WHERE o.status IN {OPEN}  -- orders_open's rows
       AND o.status = s.status AND o.provider = p.provider
     ORDER BY o.updated_at LIMIT 1
 ) AS x

@@ -54,12 +54,17 @@ class Runtime(Protocol):
     def run(self, coro: Any) -> Any: ...
 
 
+# Next.status when this worker has nothing to do with the order: another holds its claim, or nothing is due yet.
+# Not an order's status (those are Status's): the order keeps the one it has.
+UNCLAIMED = "unclaimed"
+
+
 @dataclass(frozen=True)
 class Next:
     """What should happen to an order now: place it here, send a delayed message, or nothing."""
 
     order_id: uuid.UUID
-    status: str
+    status: str  # a Status, or UNCLAIMED
     place_now: bool = False
     countdown: float | None = None
     provider: str | None = None  # its queue, when a message is to be sent
@@ -291,7 +296,7 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") ->
         claim = store.claim(conn, order_id, lease=rt.settings.lease_seconds, reason=reason)
     if claim is None:
         log.debug("order %s: not claimable now (not due, already taken or done)", order_id)
-        return Next(order_id, "unclaimed")
+        return Next(order_id, UNCLAIMED)
     return attempt(rt, {**claim, "since": since})
 
 
@@ -461,7 +466,7 @@ def _late(
         return Next(order_id, Status.PLACED, notification=notification)
     if row["requeued"]:
         return Next(order_id, Status.QUEUED, place_now=True, provider=provider.ID)
-    return Next(order_id, "unclaimed")
+    return Next(order_id, UNCLAIMED)
 
 
 def _ends(settings: Settings, status: str, error: ProviderError | None, retry_round: int) -> bool:

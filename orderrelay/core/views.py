@@ -8,6 +8,7 @@ from typing import Any
 
 from orderrelay.foundation.constants import SECRET_KEYS
 from orderrelay.foundation.vault import mask
+from orderrelay.foundation.walk import DESCEND, remap
 
 ORDER_FIELDS = (
     "id",
@@ -28,15 +29,11 @@ ORDER_FIELDS = (
 
 def jsonable(value: Any) -> Any:
     """UUIDs and datetimes as strings, recursively."""
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
+
+    def text(v: Any, key: Any) -> Any:
+        return v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else DESCEND
+
+    return remap(value, text)
 
 
 def order_view(row: dict) -> dict:

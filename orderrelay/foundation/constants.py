@@ -40,8 +40,10 @@ class Status:
 
 ALL_STATUSES = tuple(v for k, v in vars(Status).items() if k.isupper())
 FINAL_STATUSES = (Status.PLACED, Status.FAILED, Status.IN_DOUBT, Status.REJECTED, Status.CANCELED)
-# Statuses in which an order still has work due; the sweep looks at these.
+# Statuses in which an order still has work due; the sweep looks at these (store.queries.DUE, the index orders_due).
 DUE_STATUSES = (Status.WAITING, Status.QUEUED, Status.RETRYING)
+# Statuses of an order still waiting for something (status's oldest open change, the index orders_open).
+OPEN_STATUSES = (Status.RECEIVED, Status.WAITING, Status.QUEUED, Status.PLACING, Status.RETRYING, Status.IN_DOUBT)
 
 
 class Outcome:

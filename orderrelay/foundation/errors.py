@@ -1,4 +1,8 @@
-"""The one error tree. Foreign exceptions (aiohttp, psycopg) are translated at the boundary with ``raise ... from``.
+"""The one error tree. Foreign exceptions are translated once, where they enter: aiohttp's in
+``providers/http.py`` (into the provider errors below); a database or broker that is away (psycopg's and kombu's
+operational errors, ``worker.runtime.TRANSIENT_ERRORS``) at the task boundary, ``tasks/orders.py``, into
+``ServiceUnavailable``, which Celery retries. Below the tasks they pass through unchanged, so the core's
+functions stay plain.
 
 The provider errors say by their class what a call came to; the provider's outcome policy
 (``providers/policy.py``) says what the pipeline does next:

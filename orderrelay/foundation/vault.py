@@ -13,6 +13,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from orderrelay.foundation.walk import DESCEND, remap
+
 SEALED = "$sealed"
 ERASED = "$erased"
 
@@ -95,34 +97,24 @@ def erase_fields(order: dict, paths: Iterable[str]) -> dict:
 
 def reseal_all(vault: Vault, value: Any) -> Any:
     """A copy with every sealed value sealed again with the newest key (``orderrelay rotate-keys``)."""
-    if is_sealed(value):
-        return vault.reseal(value)
-    if isinstance(value, dict):
-        return {k: reseal_all(vault, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [reseal_all(vault, v) for v in value]
-    return value
+    return remap(value, lambda v, key: vault.reseal(v) if is_sealed(v) else DESCEND)
 
 
 def erase_sealed(value: Any) -> Any:
     """A copy with every sealed value gone for good; a card number keeps only its last four digits."""
-    if is_sealed(value):
-        return {ERASED: True, **({"last4": value["last4"]} if "last4" in value else {})}
-    if isinstance(value, dict):
-        return {k: erase_sealed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [erase_sealed(v) for v in value]
-    return value
+
+    def erase(v: Any, key: Any) -> Any:
+        return {ERASED: True, **({"last4": v["last4"]} if "last4" in v else {})} if is_sealed(v) else DESCEND
+
+    return remap(value, erase)
 
 
 def mask(value: Any, secret_keys: frozenset[str]) -> Any:
     """A copy for display: sealed values as ``**** 1234`` (or ``[sealed]``), secret keys ``[redacted]``."""
-    if is_sealed(value) or (isinstance(value, Mapping) and value.get(ERASED)):
-        return f"**** {value['last4']}" if "last4" in value else "[sealed]"
-    if isinstance(value, dict):
-        return {
-            k: "[redacted]" if k in secret_keys and not is_sealed(v) else mask(v, secret_keys) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask(v, secret_keys) for v in value]
-    return value
+
+    def shown(v: Any, key: Any) -> Any:
+        if is_sealed(v) or (key not in secret_keys and isinstance(v, Mapping) and v.get(ERASED)):
+            return f"**** {v['last4']}" if "last4" in v else "[sealed]"
+        return "[redacted]" if key in secret_keys else DESCEND
+
+    return remap(value, shown)

