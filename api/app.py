@@ -24,7 +24,9 @@ from typing import Any
 
 from aiohttp import web
 from marshmallow import ValidationError
+from swagger_ui_bundle import swagger_ui_path
 
+from orderrelay import __version__
 from orderrelay.api.metrics import registry
 from orderrelay.api.openapi import document
 from orderrelay.api.schemas import ListQuerySchema
@@ -38,7 +40,14 @@ from orderrelay.store import orders as store
 
 log = logging.getLogger("orderrelay.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC = ("/healthz", "/openapi.json")
+PUBLIC = ("/healthz", "/openapi.json", "/docs")
+DOCS_STATIC = "/docs/static/"  # Swagger UI's files, from the swagger-ui-bundle package: nothing fetched at run time
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>orderrelay intake API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="ui"></div><script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script></body></html>
+"""
 METRICS_CACHE = 10.0  # seconds a scrape's figures are served again: scrapers cannot load Postgres
 
 
@@ -61,7 +70,7 @@ def error(status: int, message: str, **extra) -> web.Response:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """API keys (constant-time), and every failure as a JSON error, never an HTML page or a bare 500."""
     ctx: Context = request.app["ctx"]
-    if request.path not in PUBLIC and not request.app.get("open"):
+    if request.path not in PUBLIC and not request.path.startswith(DOCS_STATIC) and not request.app.get("open"):
         scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
         key = find_key(ctx.settings.api_keys, offered.strip()) if scheme.lower() == "bearer" else None
         if key is None:
@@ -215,7 +224,7 @@ async def health(request: web.Request) -> web.Response:
         except Exception as exc:
             checks[name] = f"down: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return web.json_response({"ok": ok, **checks}, status=200 if ok else 503)
+    return web.json_response({"ok": ok, "version": __version__, **checks}, status=200 if ok else 503)
 
 
 def _ping_db(ctx: Context) -> None:
@@ -233,6 +242,11 @@ async def metrics(request: web.Request) -> web.Response:
             cached["body"] = await asyncio.to_thread(generate_latest, request.app["metrics"])
             cached["at"] = time.monotonic()
     return web.Response(body=cached["body"], headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def docs(request: web.Request) -> web.Response:
+    """The API's page: Swagger UI over /openapi.json."""
+    return web.Response(text=DOCS_PAGE, content_type="text/html")
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -256,6 +270,8 @@ def make_app(ctx: Context) -> web.Application:
     app.router.add_post("/orders/{order_id}/cancel", cancel)
     app.router.add_get("/healthz", health)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/docs", docs)
+    app.router.add_static(DOCS_STATIC, swagger_ui_path)
     app.router.add_get("/metrics", metrics)
     return app
 
@@ -269,8 +285,8 @@ def make_metrics_app(ctx: Context) -> web.Application:
     return app
 
 
-def serve(host: str, port: int) -> None:
-    """Serve the API with the process's settings, pool and Celery app."""
+def serve(host: str, port: int, ready: Callable[[], None] = lambda: None) -> None:
+    """Serve the API with the process's settings, pool and Celery app; ``ready`` is called once it listens."""
     from orderrelay.config.settings import get_settings
     from orderrelay.foundation.vault import Vault
     from orderrelay.store.db import make_pool
@@ -293,10 +309,10 @@ def serve(host: str, port: int) -> None:
         check_broker,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    asyncio.run(_serve(ctx, host, port))
+    asyncio.run(_serve(ctx, host, port, ready))
 
 
-async def _serve(ctx: Context, host: str, port: int) -> None:
+async def _serve(ctx: Context, host: str, port: int, ready: Callable[[], None]) -> None:
     """The API on host:port, and /metrics on 127.0.0.1:ORDERRELAY_METRICS_PORT when that is set; until stopped."""
     sites = [(make_app(ctx), host, port)]
     if ctx.settings.metrics_port:
@@ -308,6 +324,7 @@ async def _serve(ctx: Context, host: str, port: int) -> None:
             await runner.setup()
             runners.append(runner)
             await web.TCPSite(runner, where, number).start()
+        ready()
         stop = asyncio.Event()
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)

@@ -5,6 +5,8 @@ when the worker process running it dies, and each worker reserves one message pe
 Postgres, not Redis, holds the truth, so the sweep finds any work whose message was lost.
 """
 
+from urllib.parse import urlsplit
+
 from kombu import Queue
 
 from orderrelay.config.settings import get_settings
@@ -85,3 +87,8 @@ beat_schedule = {
 }
 timezone = "UTC"
 enable_utc = True
+
+# One beat schedules at a time (orderrelay.worker.beat): a second one stands by instead of sending every scheduled
+# task a second time, and takes over when the first stops or dies.
+if urlsplit(broker_url).scheme in ("redis", "rediss"):
+    beat_scheduler = "orderrelay.worker.beat:LockedScheduler"

@@ -254,6 +254,25 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+def _read_some(read, who: str):
+    """``read(env)`` on ORDERRELAY_* variables, with every bad one named in one ConfigError (``who`` needs them)."""
+    env = Env(eager=False, expand_vars=False)
+    with env.prefixed(PREFIX):
+        values = read(env)
+    try:
+        env.seal()
+    except EnvValidationError as exc:
+        lines = [f"  {name}: {' '.join(msgs)}" for name, msgs in sorted(exc.error_messages.items())]
+        raise ConfigError(f"{who} needs these environment variables:\n" + "\n".join(lines)) from None
+    return values
+
+
+@functools.cache
+def get_database_url() -> str:
+    """ORDERRELAY_DATABASE_URL alone: what ``migrate``, ``show`` and ``list`` need, read and checked once."""
+    return _read_some(lambda env: env.str("DATABASE_URL", validate=_database_url), "orderrelay")
+
+
 @dataclass(frozen=True)
 class ProducerSettings:
     """What a checkout process needs to send jobs: the broker and the card-sealing keys."""
@@ -267,13 +286,8 @@ def get_producer_settings() -> ProducerSettings:
     """ORDERRELAY_BROKER_URL and ORDERRELAY_FERNET_KEYS, read once; ConfigError names what is wrong. The modules
     ORDERRELAY_PROVIDERS names join the provider table (their card fields are sealed like the built-in ones')."""
     provider_entries()
-    env = Env(eager=False, expand_vars=False)
-    with env.prefixed(PREFIX):
-        broker_url = env.str("BROKER_URL", validate=_broker_url)
-        keys = env.list("FERNET_KEYS", validate=_fernet_keys)
-    try:
-        env.seal()
-    except EnvValidationError as exc:
-        lines = [f"  {name}: {' '.join(msgs)}" for name, msgs in sorted(exc.error_messages.items())]
-        raise ConfigError("the orderrelay producer needs these environment variables:\n" + "\n".join(lines)) from None
+    broker_url, keys = _read_some(
+        lambda env: (env.str("BROKER_URL", validate=_broker_url), env.list("FERNET_KEYS", validate=_fernet_keys)),
+        "the orderrelay producer",
+    )
     return ProducerSettings(broker_url, tuple(keys))

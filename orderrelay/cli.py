@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import uuid
@@ -44,14 +45,52 @@ def _provider(value: str | None) -> str | None:
     return value
 
 
+def _database_url() -> str:
+    from orderrelay.config.settings import get_database_url
+
+    try:
+        return get_database_url()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _connect():
     import psycopg
     from psycopg.rows import dict_row
 
-    return psycopg.connect(_settings().database_url, row_factory=dict_row)
+    return psycopg.connect(_database_url(), row_factory=dict_row, connect_timeout=10)
 
 
-@click.group()
+def _away(exc: BaseException) -> str | None:
+    """One line for a service that cannot be reached (PostgreSQL, the broker, a port taken), else None."""
+    import kombu.exceptions
+    import psycopg
+    import redis
+
+    if isinstance(exc, psycopg.OperationalError):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"PostgreSQL cannot be reached (ORDERRELAY_DATABASE_URL): {first}"
+    if isinstance(exc, kombu.exceptions.OperationalError | redis.exceptions.ConnectionError):
+        return f"the broker cannot be reached (ORDERRELAY_BROKER_URL): {str(exc).splitlines()[0]}"
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return f"cannot listen there: {exc.strerror}"
+    return None
+
+
+class _Main(click.Group):
+    """The orderrelay command: a service that is away is one line and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            line = _away(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="orderrelay")
 def main() -> None:
     """orderrelay: places orders with third-party order APIs, exactly once, with every outcome in Postgres."""
@@ -88,6 +127,24 @@ def keygen_api_key(name: str, role: str) -> None:
     click.echo(f"entry (add it to ORDERRELAY_API_KEYS, comma-separated): {key_entry(name, key, role)}")
 
 
+@keygen.command(name="env")
+@click.argument("name", default="checkout")
+def keygen_env(name: str) -> None:
+    """The secrets a new .env needs, as its lines: a Fernet key, an operator API key for NAME (the key itself in a
+    comment: give it to NAME, it is shown only now) and a webhook secret. ``orderrelay keygen env >> .env``."""
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    from orderrelay.config.settings import key_entry
+
+    key = secrets.token_urlsafe(32)
+    click.echo(f"ORDERRELAY_FERNET_KEYS={Fernet.generate_key().decode()}")
+    click.echo(f"# {name}'s API key (Authorization: Bearer ...): {key}")
+    click.echo(f"ORDERRELAY_API_KEYS={key_entry(name, key, 'operator')}")
+    click.echo(f"ORDERRELAY_NOTIFY_SECRET={secrets.token_urlsafe(32)}")
+
+
 @keygen.command(name="notify-secret")
 def keygen_notify_secret() -> None:
     """A secret for ORDERRELAY_NOTIFY_SECRET, which signs webhooks (receivers verify with it)."""
@@ -101,7 +158,7 @@ def migrate() -> None:
     """Apply database migrations (safe to run again)."""
     from orderrelay.store.db import migrate as run
 
-    applied = run(_settings().database_url)
+    applied = run(_database_url())
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema up to date")
 
 
@@ -109,20 +166,38 @@ def migrate() -> None:
 @click.argument("provider", callback=lambda ctx, param, value: _provider(value))
 @click.argument("file", type=click.File("r"))
 @click.option("--key", help="Idempotency key; the same key never makes a second order. A new one by default.")
-@click.option("--not-before", help="ISO 8601 time before which the order is not placed.")
-def submit(provider: str, file, key: str | None, not_before: str | None) -> None:
-    """Submit the order body in FILE ('-' for stdin) for PROVIDER."""
+@click.option("--not-before", help="ISO 8601 time with its offset before which the order is not placed.")
+@click.option("--notify", "notify_url", metavar="URL", help="An https URL to POST the outcome to (signed).")
+@click.option("--notify-task", metavar="TASK", help="A Celery task (one of ORDERRELAY_NOTIFY_TASKS) for the outcome.")
+def submit(
+    provider: str, file, key: str | None, not_before: str | None, notify_url: str | None, notify_task: str | None
+) -> None:
+    """Submit the order body in FILE ('-' for stdin) for PROVIDER, checked here first as a worker will check it:
+    a bad body prints its field errors and sends nothing."""
     try:
         order = json.load(file)
     except ValueError as exc:
         raise click.ClickException(f"{file.name} is not JSON: {exc}") from None
     settings = _settings()
+    from orderrelay.core.envelope import validate_job
+    from orderrelay.core.pipeline import notify_options
+    from orderrelay.foundation.errors import JobInvalid
     from orderrelay.foundation.vault import Vault
     from orderrelay.producer import send
     from orderrelay.worker.app import app
 
+    if notify_url and notify_task:
+        raise click.UsageError("give --notify or --notify-task, not both")
+    notify = {"url": notify_url} if notify_url else {"task": notify_task} if notify_task else None
     key = key or str(uuid.uuid4())
-    send(app, Vault(settings.fernet_keys), provider, order, idempotency_key=key, not_before=not_before)
+    vault = Vault(settings.fernet_keys)
+    job = {"provider": provider, "order": order, "idempotency_key": key, "not_before": not_before, "notify": notify}
+    try:
+        validate_job(job, enabled=frozenset(settings.providers), vault=vault, **notify_options(settings))
+    except JobInvalid as exc:
+        lines = [f"  {path}: {' '.join(messages)}" for path, messages in exc.errors.items()]
+        raise click.ClickException("not sent, the job is invalid:\n" + "\n".join(lines)) from None
+    send(app, vault, provider, order, idempotency_key=key, not_before=not_before, notify=notify)
     click.echo(f"submitted; idempotency key {key}\nfollow it with: orderrelay show --key {key}")
 
 
@@ -131,14 +206,14 @@ def submit(provider: str, file, key: str | None, not_before: str | None) -> None
 @click.option("--key", help="Find the order by its idempotency key instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON.")
 def show(order_id: str | None, key: str | None, as_json: bool) -> None:
-    """Show one order with its attempts and events."""
+    """Show one order (by its id, or the start of it as ``list`` prints it) with its attempts and events."""
     from orderrelay.store.orders import get_order
 
     if bool(order_id) == bool(key):
         raise click.UsageError("give an ORDER_ID or --key, not both")
     with _connect() as conn:
         try:
-            view = order_view(get_order(conn, order_id, key=key))
+            view = order_view(get_order(conn, _resolve(conn, order_id) if order_id else None, key=key))
         except OrderNotFound as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
@@ -180,20 +255,26 @@ def list_(status: str | None, provider: str | None, limit: int, as_json: bool) -
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
-    console.print(orders_table(rows))
+    console.print(orders_table(rows, width=console.width))
+
+
+def _resolve(conn, given: str) -> uuid.UUID:
+    """The order an id or a unique prefix of one names (``list`` prints the first eight digits)."""
+    from orderrelay.store.orders import resolve_id
+
+    try:
+        return resolve_id(conn, given)
+    except (ValueError, OrderNotFound) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _act(action, order_id: str, **kwargs) -> str:
     """Run an operator action in one transaction; refusals and unknown ids become clear errors."""
     from orderrelay.foundation.errors import ActionRefused
 
-    try:
-        uuid.UUID(order_id)
-    except ValueError:
-        raise click.ClickException(f"{order_id!r} is not an order id") from None
     with _connect() as conn:
         try:
-            return action(conn, order_id, **kwargs)
+            return action(conn, str(_resolve(conn, order_id)), **kwargs)
         except (ActionRefused, OrderNotFound) as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -410,19 +491,19 @@ def api(host: str, port: int) -> None:
     from orderrelay.api.app import serve
 
     _settings()
-    click.echo(f"intake API on http://{host}:{port} (OpenAPI at /openapi.json)")
-    serve(host, port)
+    serve(host, port, ready=lambda: click.echo(f"intake API on http://{host}:{port} (the API's page at /docs)"))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
-def sandbox(host: str, port: int) -> None:
+@click.option("--examples", is_flag=True, help="Know the ids examples/*.json name (a plan, a customer, a cart...).")
+def sandbox(host: str, port: int, examples: bool) -> None:
     """Serve the provider sandbox (all simulated provider APIs and /_sandbox/)."""
     from orderrelay.sandbox.app import serve
 
-    click.echo(f"sandbox on http://{host}:{port} (Extend at /extend)")
-    serve(host, port)
+    ready = lambda: click.echo(f"sandbox on http://{host}:{port} (Extend at /extend)")  # noqa: E731
+    serve(host, port, ready=ready, examples=examples)
 
 
 @main.command()
@@ -540,13 +621,14 @@ def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_di
 
 @main.command()
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the orders to settle.")
-def demo(timeout: float) -> None:
+@click.option("--keep", is_flag=True, help="Leave the stack up afterwards (Ctrl-C stops it), with how to look at it.")
+def demo(timeout: float, keep: bool) -> None:
     """Run the main job end to end: sandbox, a real worker and beat, an order of every provider (Extend's waiting
     one among them, and one it rejects), live progress."""
     from orderrelay.tools.demo import run
 
     try:
-        sys.exit(run(timeout=timeout, workdir=Path.cwd()))
+        sys.exit(run(timeout=timeout, workdir=Path.cwd(), keep=keep))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

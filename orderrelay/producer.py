@@ -36,10 +36,18 @@ def producer() -> tuple[Celery, Vault]:
     return app, Vault(settings.fernet_keys)
 
 
-def submit_order(provider: str, order: dict, idempotency_key: str | None = None, not_before: str | None = None) -> str:
-    """Send a job to orderrelay and return the id its order has (or will have) at once."""
+def submit_order(
+    provider: str,
+    order: dict,
+    idempotency_key: str | None = None,
+    not_before: str | None = None,
+    notify: dict | None = None,
+) -> str:
+    """Send a job to orderrelay and return the id its order has (or will have) at once. ``notify`` asks for the
+    outcome: ``{"url": "https://..."}`` (a signed webhook) or ``{"task": "checkout.order_outcome"}`` (a Celery
+    task the deployment lists in ORDERRELAY_NOTIFY_TASKS)."""
     app, vault = producer()
-    return send(app, vault, provider, order, idempotency_key=idempotency_key, not_before=not_before)
+    return send(app, vault, provider, order, idempotency_key=idempotency_key, not_before=not_before, notify=notify)
 
 
 def send(
@@ -50,6 +58,7 @@ def send(
     *,
     idempotency_key: str | None = None,
     not_before: str | None = None,
+    notify: dict | None = None,
 ) -> str:
     """Publish an ``orders.submit`` message with sealed card fields; returns the order's id."""
     if provider in providers.REGISTRY and isinstance(order, dict):
@@ -57,6 +66,8 @@ def send(
     kwargs: dict[str, Any] = {"provider": provider, "order": order, "idempotency_key": idempotency_key}
     if not_before is not None:
         kwargs["not_before"] = not_before
+    if notify is not None:
+        kwargs["notify"] = notify
     message_id = str(uuid.uuid4())
     shown = shown_job(kwargs)
     with app.producer_or_acquire() as publisher:

@@ -238,3 +238,9 @@ def make_admin(state: State) -> web.RouteTableDef:
         raise web.HTTPNotFound(text="no such order")
 
     return routes
+
+
+def seed_examples(state: State) -> None:
+    """What examples/adobe_vip.json names: customer 8000000001 and offer 65000000001CA01A12."""
+    state.customers.add("8000000001")
+    state.offers.add("65000000001CA01A12")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from types import ModuleType
 
 from aiohttp import web
@@ -44,13 +45,22 @@ def provider_environment(port: int, host: str = "127.0.0.1") -> dict[str, str]:
     return env
 
 
-def make_app() -> web.Application:
-    """Every provider of the table under ``/<id>`` (those ORDERRELAY_PROVIDERS adds among them), and the admin API."""
+def make_app(examples: bool = False) -> web.Application:
+    """Every provider of the table under ``/<id>`` (those ORDERRELAY_PROVIDERS adds among them), and the admin API;
+    with ``examples``, each provider knows the plan, customer, quote and cart ids ``examples/*.json`` name (again
+    after every reset)."""
     from orderrelay.config.settings import provider_entries
 
     provider_entries()
     sandboxes = modules()
     states = {provider: module.State() for provider, module in sandboxes.items()}
+
+    def seed() -> None:
+        for provider, module in sandboxes.items():
+            if examples and hasattr(module, "seed_examples"):
+                module.seed_examples(states[provider])
+
+    seed()
     states["receiver"] = receiver.State()
     app = web.Application(client_max_size=2 * 1024 * 1024)
     for provider, module in sandboxes.items():
@@ -70,6 +80,7 @@ def make_app() -> web.Application:
     async def reset(request: web.Request) -> web.Response:
         for state in states.values():
             state.reset()
+        seed()
         return web.json_response({"reset": True})
 
     @routes.get("/_sandbox/{provider}/orders")
@@ -116,7 +127,9 @@ def make_app() -> web.Application:
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve the sandbox until interrupted."""
+def serve(
+    host: str = "127.0.0.1", port: int = 8765, ready: Callable[[], None] = lambda: None, examples: bool = False
+) -> None:
+    """Serve the sandbox until interrupted; ``ready`` is called once it listens."""
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    web.run_app(make_app(), host=host, port=port, print=None, access_log=None)
+    web.run_app(make_app(examples), host=host, port=port, print=lambda _banner: ready(), access_log=None)

@@ -162,3 +162,10 @@ def make_admin(state: State) -> web.RouteTableDef:
         return web.json_response(product)
 
     return routes
+
+
+def seed_examples(state: State) -> None:
+    """What examples/battleface.json names: quote 6388da3cf57124e1a8016b12 and an active product for it."""
+    state.quotes["6388da3cf57124e1a8016b12"] = {"premium": 20, "currency_id": "USD"}
+    product = {"id": next(state._ids), "uuid": str(uuid.uuid4()), "program_id": 10, "state": "OH", "active": True}
+    state.products.append(product)

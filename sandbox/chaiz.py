@@ -135,3 +135,8 @@ def make_admin(state: State) -> web.RouteTableDef:
         return web.json_response({"searchResultPlanId": plan_id, "addons": addons})
 
     return routes
+
+
+def seed_examples(state: State) -> None:
+    """What examples/chaiz.json names: plan 100001 with add-ons 100002 and 100003."""
+    state.plans[100_001] = [100_002, 100_003]

@@ -165,3 +165,7 @@ def make_app(state: State) -> web.Application:
 def make_admin(state: State) -> web.RouteTableDef:
     """Extend needs no admin calls beyond the shared ones."""
     return web.RouteTableDef()
+
+
+def seed_examples(state: State) -> None:
+    """examples/extend.json needs nothing made first."""

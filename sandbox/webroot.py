@@ -214,3 +214,8 @@ def make_admin(state: State) -> web.RouteTableDef:
         return web.json_response(state.grants)
 
     return routes
+
+
+def seed_examples(state: State) -> None:
+    """What examples/webroot.json names: the open cart MSP0046543057 (converted once, as any cart)."""
+    state.carts["MSP0046543057"] = {"VendorOrderCode": "MSP0046543057", "CartOrderStatusId": OPEN}

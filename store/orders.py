@@ -307,6 +307,23 @@ def get_order(
     return row
 
 
+def resolve_id(conn: Connection, given: str) -> uuid.UUID:
+    """The order id that ``given`` is, or is the unique prefix of (``865acf50``, as ``list`` prints it); ValueError
+    for what is no id or prefix, OrderNotFound for no order or more than one."""
+    digits = given.strip().lower().replace("-", "")
+    if not 1 <= len(digits) <= 32 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError(f"{given!r} is not an order id or the start of one")
+    if len(digits) == 32:
+        return uuid.UUID(digits)
+    low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+    rows = conn.execute(queries.ORDER_IDS_BETWEEN, {"low": low, "high": high}).fetchall()
+    if not rows:
+        raise OrderNotFound(f"no order with an id starting {given}")
+    if len(rows) > 1:
+        raise OrderNotFound(f"more than one order has an id starting {given}: give more of it")
+    return rows[0]["id"] if isinstance(rows[0], dict) else rows[0][0]
+
+
 def list_orders(
     conn: Connection,
     *,

@@ -289,6 +289,8 @@ SELECT id, 'placed', 'placed', %(reason)s FROM upd
 """
 
 GET_ORDER = "SELECT * FROM orders WHERE id = %(id)s"
+# The orders whose id starts with a prefix: a range of the primary key, two at most (one is an answer, two ambiguous).
+ORDER_IDS_BETWEEN = "SELECT id FROM orders WHERE id BETWEEN %(low)s AND %(high)s ORDER BY id LIMIT 2"
 GET_ORDER_BY_KEY = """
 SELECT * FROM orders WHERE idempotency_key = %(key)s AND (%(all)s OR producer = %(producer)s)
 ORDER BY (status = 'rejected'), created_at DESC LIMIT 1

@@ -36,6 +36,9 @@ from orderrelay.worker.app import app
 
 log = logging.getLogger("orderrelay.tasks")
 RETRY = {"autoretry_for": (ServiceUnavailable,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": None}
+# The scheduled tasks send no events (nor does beat, which sends only them: worker/app.py), so Flower's task list
+# is the orders and their notifications, not a sweep every few seconds.
+HOUSEKEEPING = {**RETRY, "send_events": False}
 
 
 def clean_errors(fn):
@@ -119,7 +122,7 @@ def place(order_id: str) -> dict:
     return _follow(pipeline.place(runtime.current(), order_id))
 
 
-@app.task(name=TASK_SWEEP, **RETRY)
+@app.task(name=TASK_SWEEP, **HOUSEKEEPING)
 @clean_errors
 def sweep() -> dict:
     """Recover lost work from Postgres and send a message for each due order."""
@@ -134,14 +137,14 @@ def sweep() -> dict:
     return {"enqueued": len(due), "jobs_sent_again": len(lost)}
 
 
-@app.task(name=TASK_FOLLOW_UP, **RETRY)
+@app.task(name=TASK_FOLLOW_UP, **HOUSEKEEPING)
 @clean_errors
 def follow_up() -> dict:
     """Read placed orders whose provider status may still change (Adobe's 1002) and record what changed."""
     return {"changed": pipeline.follow_up(runtime.current())}
 
 
-@app.task(name=TASK_RETRY_FAILED, **RETRY)
+@app.task(name=TASK_RETRY_FAILED, **HOUSEKEEPING)
 @clean_errors
 def retry_failed() -> dict:
     """Give failed orders whose last error was retryable their next scheduled round."""
@@ -155,7 +158,7 @@ def retry_failed() -> dict:
     return {"requeued": len(due)}
 
 
-@app.task(name=TASK_ERASE_CARD_DATA, **RETRY)
+@app.task(name=TASK_ERASE_CARD_DATA, **HOUSEKEEPING)
 @clean_errors
 def erase_card_data() -> dict:
     """Erase the sealed card numbers of orders that ended ORDERRELAY_CARD_RETENTION seconds ago."""
@@ -174,7 +177,7 @@ def deliver(notification_id: int) -> dict:
     }
 
 
-@app.task(name=TASK_NOTIFY_SWEEP, **RETRY)
+@app.task(name=TASK_NOTIFY_SWEEP, **HOUSEKEEPING)
 @clean_errors
 def notify_sweep() -> dict:
     """Send a delivery message for every notification that is due (new, or due for another try)."""

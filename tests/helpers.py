@@ -53,3 +53,20 @@ def ref_field(provider: str) -> str:
     from orderrelay.sandbox.app import modules
 
     return modules()[provider].REF_FIELD
+
+
+def run_cli(env, *args, stdin: str | None = None, timeout: float = 300, cwd=None):
+    """``orderrelay ARGS`` in a child process with ``env``; its CompletedProcess (text), whatever its exit status."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "orderrelay.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )

@@ -5,6 +5,7 @@ Settings are read when the configuration is first needed; bad variables stop sta
 
 from __future__ import annotations
 
+import os
 import sys
 
 from celery import Celery, signals
@@ -31,6 +32,23 @@ app.config_from_object("orderrelay.config.celery_config")
 @signals.after_setup_task_logger.connect
 def _log_format(logger=None, **kwargs) -> None:
     logs.apply(logger, get_settings().log_format)
+
+
+@signals.worker_init.connect
+def _services_answer(**kwargs) -> None:
+    """A worker whose database or broker is wrong at start-up says so in one line and exits 1, before it takes a
+    task (a database lost later is retried, as every task does)."""
+    problem = runtime.unreachable(get_settings())
+    if problem:
+        print(f"orderrelay worker cannot start: {problem}", file=sys.stderr, flush=True)
+        os._exit(1)  # Celery would catch a SystemExit raised in a signal handler and start anyway
+
+
+@signals.beat_init.connect
+def _beat_quiet(sender=None, **kwargs) -> None:
+    """Beat sends only the scheduled housekeeping: no task-sent events for them, so Flower lists the orders."""
+    if sender is not None:
+        sender.app.conf.task_send_sent_event = False
 
 
 @signals.worker_process_init.connect

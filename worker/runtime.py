@@ -31,6 +31,25 @@ log = logging.getLogger("orderrelay.runtime")
 TRANSIENT_ERRORS = (*DATABASE_ERRORS, kombu.exceptions.OperationalError)
 
 
+def unreachable(settings: Settings, timeout: float = 5.0) -> str | None:
+    """Why the database or the broker cannot be used right now, in one line; None when both answer."""
+    import psycopg
+    from kombu import Connection
+
+    try:
+        psycopg.connect(settings.database_url, connect_timeout=max(1, int(timeout))).close()
+    except psycopg.Error as exc:
+        return f"PostgreSQL (ORDERRELAY_DATABASE_URL) cannot be reached: {str(exc).strip().splitlines()[0]}"
+    try:
+        with Connection(settings.broker_url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        return (
+            f"the broker (ORDERRELAY_BROKER_URL) cannot be reached: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        )
+    return None
+
+
 class Runtime:
     """One per process: settings, the psycopg pool, the claims it holds, the event loop thread and the HTTP client."""
 

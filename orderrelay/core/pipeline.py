@@ -170,7 +170,7 @@ def _take_in(rt: Runtime, job: Any, origin: Origin, *, claim: bool) -> Next:
             enabled=frozenset(rt.settings.providers),
             vault=rt.vault,
             now=now,
-            **_notify_options(rt.settings),
+            **notify_options(rt.settings),
         )
     except JobInvalid as exc:
         return _reject(rt, job, exc, origin, key=_kept_key(job, exc))
@@ -262,7 +262,7 @@ def _reject(
             producer=origin.producer,
             due_at=None,
             expected_at=None,
-            notify=rejected_target(job, **_notify_options(rt.settings)),
+            notify=rejected_target(job, **notify_options(rt.settings)),
             reason="rejected: " + "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in errors.items())[:2000],
             errors=errors,
             last_error=last_error,
@@ -276,7 +276,7 @@ def _reject(
     return Next(row["id"], row["status"], created=row["created"], notification=notification)
 
 
-def _notify_options(settings: Settings) -> dict:
+def notify_options(settings: Settings) -> dict:
     """How this deployment treats jobs' outcome targets (for valid and rejected jobs alike)."""
     rules = NotifyRules(
         settings.notify_allow_http, settings.notify_allow_hosts, tuple(sorted(settings.notify_tasks.items()))

@@ -9,6 +9,7 @@ import contextlib
 import importlib
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def services(broker_url: str | None, database_url: str | None) -> Iterator[tuple
     """The given URLs, with an embedded server started for each one missing; yields (broker, database, notes)."""
     notes = []
     with contextlib.ExitStack() as stack:
+        # pgserver asks platformdirs for a runtime folder, which warns when XDG_RUNTIME_DIR is unset (in CI, as
+        # root) and then uses a fine fallback: not worth a warning at the top of every demo.
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", module=r"platformdirs(\..*)?$")
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orderrelay-")))
         if not broker_url:
             broker_url = stack.enter_context(redis_server(workdir))

@@ -14,12 +14,12 @@ from pathlib import Path
 class Process:
     """A child process with its log file; stopped with SIGTERM, then killed if it will not go."""
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_path: Path):
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None):
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.popen = subprocess.Popen(
-            argv, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            argv, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd
         )
 
     def log(self) -> str:

@@ -61,7 +61,23 @@ def call(
 def test_without_an_api_key_401(api, db):
     assert call(f"{api}/orders", key=None)[0] == 401
     assert call(f"{api}/orders", key="wrong-key-0123456789")[0] == 401
-    assert call(f"{api}/healthz", key=None)[2] == {"ok": True, "postgres": "ok", "broker": "ok"}
+    from orderrelay import __version__
+
+    assert call(f"{api}/healthz", key=None)[2] == {"ok": True, "postgres": "ok", "broker": "ok", "version": __version__}
+
+
+def test_the_api_page_is_served_from_the_package_without_a_key(api):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{api}/docs", timeout=5) as resp:
+        page = resp.read().decode()
+    assert resp.status == 200 and "SwaggerUIBundle" in page and "/openapi.json" in page
+    assert "http" not in page.split("<body>")[1]  # nothing fetched from elsewhere: every file is the API's own
+    for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"):
+        with urllib.request.urlopen(f"{api}{asset}", timeout=5) as resp:
+            assert resp.status == 200 and len(resp.read()) > 10_000
+    # the scheme is read whatever its case
+    assert call(f"{api}/orders", key=None, headers={"Authorization": f"bearer {KEY}"})[0] == 200
 
 
 def test_a_valid_job_is_taken_in_and_repeats_are_idempotent(api, db):

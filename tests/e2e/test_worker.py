@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -14,7 +12,7 @@ from orderrelay.foundation.constants import TASK_SUBMIT, Status
 from orderrelay.sandbox.samples import extend_order as sample_order
 from orderrelay.tools import processes
 from tests.conftest import started, wait_until
-from tests.helpers import provider_order, ref_field
+from tests.helpers import provider_order, ref_field, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -144,18 +142,6 @@ def test_work_whose_message_was_lost_is_found_by_beat_and_placed(worker, service
     with started(processes.beat(service_env, logs)):
         assert final(db, "e2e-lost")["status"] == Status.PLACED
     assert sandbox.orders()["count"] == 1
-
-
-def run_cli(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "orderrelay.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_cli_submit_show_and_list(worker, service_env, db, sandbox):
