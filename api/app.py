@@ -255,7 +255,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 def _metrics_state(app: web.Application, ctx: Context) -> None:
     app["ctx"] = ctx
-    app["metrics"] = registry(ctx.db)
+    app["metrics"] = registry(ctx.db, ctx.settings)
     app["metrics_cache"] = {"at": -METRICS_CACHE, "body": b"", "lock": asyncio.Lock()}
 
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from orderrelay.core.limits import view as limits_view
 from orderrelay.store import orders as store
 
 
@@ -61,7 +62,35 @@ class PostgresCollector:
         )
 
 
-def registry(pool) -> CollectorRegistry:
+class LimitsCollector:
+    """Each limited provider's shared limits (orderrelay.core.limits): the rate's booking ahead, calls in flight
+    against the ceiling, any pause; and whether Redis answers for them."""
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def collect(self):
+        shown = limits_view(self.settings.broker_url, self.settings.rate_limits, self.settings.concurrency_limits)
+        readable = GaugeMetricFamily("orderrelay_limits_readable", "1 when Redis answers for the providers' limits")
+        readable.add_metric([], 0 if "_" in shown else 1)
+        yield readable
+        families = {
+            "booked_ahead_s": ("orderrelay_limit_booked_ahead_seconds", "How far ahead the rate's turns are taken"),
+            "in_flight": ("orderrelay_limit_in_flight", "Calls in flight, every worker's, against the ceiling"),
+            "ceiling": ("orderrelay_limit_ceiling", "The ceiling of calls in flight"),
+            "paused_for": ("orderrelay_limit_paused_seconds", "Seconds left of a pause the provider asked for"),
+        }
+        for field, (name, text) in families.items():
+            family = GaugeMetricFamily(name, text, labels=["provider"])
+            for provider, entry in shown.items():
+                if field in entry:
+                    family.add_metric([provider], float(entry[field]))
+            yield family
+
+
+def registry(pool, settings=None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(PostgresCollector(pool))
+    if settings is not None and (settings.rate_limits or settings.concurrency_limits):
+        reg.register(LimitsCollector(settings))
     return reg

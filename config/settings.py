@@ -21,7 +21,7 @@ from marshmallow.validate import OneOf, Range
 
 from orderrelay import providers as table
 from orderrelay.foundation.errors import ConfigError
-from orderrelay.foundation.options import DEFAULTS, ApiKey, ProviderSettings, Settings
+from orderrelay.foundation.options import DEFAULTS, ApiKey, ProviderSettings, Settings, parse_rate
 
 PREFIX = "ORDERRELAY_"
 
@@ -124,6 +124,8 @@ def load_settings() -> Settings:
             notify_default=env.str("NOTIFY_DEFAULT_URL", None, validate=_http_url),
             notify_allow_hosts=env.list("NOTIFY_ALLOW_HOSTS", [], validate=_hosts),
             notify_tasks=env.list("NOTIFY_TASKS", [], validate=_tasks),
+            rate_limits=env.list("RATE_LIMITS", [], validate=_rate_limits),
+            concurrency_limits=env.list("CONCURRENCY_LIMITS", [], validate=_ceilings),
         )
         values.update(
             (name, getattr(env, kind)(name.upper(), DEFAULTS[name], validate=check))
@@ -152,6 +154,8 @@ def load_settings() -> Settings:
     values["api_keys"] = tuple(_parse_key(entry) for entry in values["api_keys"])
     values["notify_allow_hosts"] = tuple(h.lower().rstrip(".") for h in values["notify_allow_hosts"])
     values["notify_tasks"] = dict(entry.split("=", 1) for entry in values["notify_tasks"])
+    values["rate_limits"] = dict(entry.split("=", 1) for entry in values["rate_limits"])
+    values["concurrency_limits"] = {k: int(v) for k, v in (e.split("=", 1) for e in values["concurrency_limits"])}
     return Settings(providers=providers, fernet_keys=tuple(values.pop("fernet_keys")), **values)
 
 
@@ -235,6 +239,26 @@ def _tasks(values: list[str]) -> None:
         if queue in ("orders", "notifications") or queue.startswith("orders."):  # orderrelay's queues
             # orderrelay's own workers would take the message and discard it as a task they do not know
             raise ValidationError(f"{value!r}: {queue} is orderrelay's own queue; name the producer's.")
+
+
+def _rate_limits(values: list[str]) -> None:
+    for value in values:
+        provider, _, rate = value.partition("=")
+        try:
+            parse_rate(rate)
+        except ValueError:
+            raise ValidationError(
+                f"{value!r} is not PROVIDER=RATE (a rate such as 20/second or 600/minute, :BURST after it if any)."
+            ) from None
+        if provider not in table.REGISTRY:
+            raise ValidationError(f"{provider!r} is not a provider: one of {list(table.REGISTRY)}.")
+
+
+def _ceilings(values: list[str]) -> None:
+    for value in values:
+        provider, _, number = value.partition("=")
+        if provider not in table.REGISTRY or not number.isdigit() or int(number) < 1:
+            raise ValidationError(f"{value!r} is not PROVIDER=N (a provider's ceiling of calls in flight, 1 or more).")
 
 
 def _path(value: str) -> None:

@@ -428,6 +428,10 @@ def status(as_json: bool) -> None:
             "circuits": jsonable(circuits(conn)),
             **_broker_view(),
         }
+    settings = _settings()
+    from orderrelay.core.limits import view as limits_view
+
+    view["limits"] = limits_view(settings.broker_url, settings.rate_limits, settings.concurrency_limits)
     if as_json:
         click.echo(json.dumps(view, indent=2, sort_keys=True))
         return
@@ -481,6 +485,21 @@ def status(as_json: bool) -> None:
             str(row["updated_at"])[:19],
         )
     console.print(breakers)
+    if view["limits"]:
+        limits = Table("provider", "rate", "booked ahead s", "ceiling", "in flight", "paused for s", title="limits")
+        for provider, entry in view["limits"].items():
+            if "error" in entry:
+                console.print(f"[yellow]provider limits: {entry['error']}[/]")
+                continue
+            limits.add_row(
+                provider,
+                entry.get("rate", "-"),
+                str(entry.get("booked_ahead_s", "-")),
+                str(entry.get("ceiling", "-")),
+                str(entry.get("in_flight", "-")),
+                str(entry["paused_for"]),
+            )
+        console.print(limits)
 
 
 @main.command()
@@ -605,7 +624,10 @@ def fuzz(cases: int, seed: int, out: Path | None, no_api: bool) -> None:
     type=click.IntRange(1000, 100_000_000),
     help="Instead: seed this many orders in a database of its own and print every query's time and plan.",
 )
-def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_dir: Path, scale: int | None) -> None:
+@click.option("--limit", metavar="RATE", help="Extend's calls through a shared rate limit (100000/second): its cost.")
+def bench(
+    orders: int, naive_orders: int, workers: int, concurrency: int, out_dir: Path, scale: int | None, limit: str | None
+) -> None:
     """Measure throughput, latency, CPU and memory against bare Celery and the naive design (or, with --scale,
     every scheduled and per-call query against that many orders)."""
     if scale:
@@ -616,7 +638,16 @@ def bench(orders: int, naive_orders: int, workers: int, concurrency: int, out_di
         from orderrelay.tools.bench import run
     except ModuleNotFoundError as exc:  # psutil, of the demo extra
         raise click.ClickException(f"orderrelay bench needs {exc.name}: pip install 'orderrelay[demo]'") from None
-    sys.exit(run(orders=orders, naive_orders=naive_orders, workers=workers, concurrency=concurrency, out_dir=out_dir))
+    sys.exit(
+        run(
+            orders=orders,
+            naive_orders=naive_orders,
+            workers=workers,
+            concurrency=concurrency,
+            out_dir=out_dir,
+            limit=limit,
+        )
+    )
 
 
 @main.command()

@@ -6,6 +6,8 @@ Admin API (for tests and the demo), for every provider:
                                           were being answered at once (``in_flight_peak``)
   ``POST /_sandbox/{provider}/faults``    ``{"latency_ms": 50, "script": [500, {"status": 429, "retry_after": 2},
                                           "drop_after_create", 200]}`` (see ``orderrelay.sandbox.faults``)
+  ``POST /_sandbox/{provider}/rate``      ``{"per_second": 20, "burst": 5}``: the provider's own rate; beyond it
+                                          429 with ``Retry-After`` (counted as ``rate_limited``)
   ``POST /_sandbox/{provider}/tokens``    ``{"ttl": 300}`` sets the lifetime of new tokens; ``{"expire": true}``
                                           expires every token now
   ``POST /_sandbox/{provider}/forget-keys``  the provider's replay window has passed: it forgets what it answered
@@ -91,6 +93,8 @@ def make_app(examples: bool = False) -> web.Application:
                 "count": len(state.orders),
                 "create_requests": state.create_requests,
                 "in_flight_peak": state.in_flight_peak,
+                "rate_limited": state.rate_limited,
+                "request_times": state.request_times,
                 "orders": state.orders,
             }
         )
@@ -103,6 +107,13 @@ def make_app(examples: bool = False) -> web.Application:
         except (ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"latency_ms": state.faults.latency_ms, "script": len(state.faults.script)})
+
+    @routes.post("/_sandbox/{provider}/rate")
+    async def rate(request: web.Request) -> web.Response:
+        """``{"per_second": 20, "burst": 5}``: the provider answers 429 with Retry-After beyond it (null lifts it)."""
+        body = await request.json()
+        state_of(request).set_rate(body.get("per_second"), body.get("burst", 1))
+        return web.json_response({"rate": state_of(request).rate})
 
     @routes.post("/_sandbox/{provider}/tokens")
     async def tokens(request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ if nothing had been made yet (a read that lags behind the write).
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections import deque
@@ -141,6 +142,29 @@ class ProviderState:
         self.create_requests = 0
         self.in_flight = 0  # create-order calls being answered now
         self.in_flight_peak = 0
+        self.request_times: list[float] = []  # when each create-order call came (time.time())
+        self.rate: tuple[float, float] | None = None  # (per second, burst): the provider's own rate limit
+        self.tokens_left, self.refilled = 0.0, time.monotonic()
+        self.rate_limited = 0  # calls answered 429 for going over the rate
+
+    def set_rate(self, per_second: float | None, burst: float = 1.0) -> None:
+        """Enforce a rate as a provider does: a bucket of ``burst`` calls refilled ``per_second``; beyond it, 429
+        with the Retry-After that a call would wait for (None lifts it)."""
+        self.rate = (float(per_second), max(1.0, float(burst))) if per_second else None
+        self.tokens_left, self.refilled = (self.rate[1] if self.rate else 0.0), time.monotonic()
+
+    def over_rate(self) -> float | None:
+        """None if a call may be answered now (it takes a token), else the seconds until one may."""
+        if self.rate is None:
+            return None
+        per_second, burst = self.rate
+        now = time.monotonic()
+        self.tokens_left = min(burst, self.tokens_left + (now - self.refilled) * per_second)
+        self.refilled = now
+        if self.tokens_left >= 1:
+            self.tokens_left -= 1
+            return None
+        return (1 - self.tokens_left) / per_second
 
     def forget_keys(self) -> None:
         """The provider's replay window has passed: what it answered for each key is gone (no key: nothing)."""
@@ -169,6 +193,12 @@ async def scripted_create(
     itself gave (a failure it replays) under the key, after ``create`` kept its own.
     """
     state.create_requests += 1
+    state.request_times.append(time.time())
+    wait = state.over_rate()
+    if wait is not None:
+        state.rate_limited += 1
+        retry = max(1, math.ceil(wait))
+        return web.json_response(fault_body(429), status=429, headers={"Retry-After": str(retry)})
     state.in_flight += 1
     state.in_flight_peak = max(state.in_flight_peak, state.in_flight)
     try:

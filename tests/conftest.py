@@ -156,9 +156,22 @@ def runtime(service_env):
 
 
 @pytest.fixture
-def sandbox(sandbox_server) -> Sandbox:
+def sandbox(sandbox_server, broker_url) -> Sandbox:
     sandbox_server.admin("reset", {})
+    forget_limits(broker_url)  # a pause or a booked rate from the test before is that test's
     return sandbox_server
+
+
+def forget_limits(broker_url: str) -> None:
+    """Clear the providers' shared limits (orderrelay.core.limits) the tests' Redis holds."""
+    import redis
+
+    from orderrelay.core.limits import PREFIX
+
+    client = redis.Redis.from_url(broker_url)
+    keys = list(client.scan_iter(f"{PREFIX}:*"))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture
@@ -168,6 +181,7 @@ def db(service_env, database_url) -> Iterator[psycopg.Connection]:
 
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         conn.execute("TRUNCATE orders, attempts, order_events, notifications, notification_attempts, provider_circuits")
+        forget_limits(service_env["ORDERRELAY_BROKER_URL"])
         yield conn
 
 

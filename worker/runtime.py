@@ -18,6 +18,7 @@ import kombu.exceptions
 from orderrelay.config.settings import Settings, get_settings
 from orderrelay.core import pending
 from orderrelay.core.leases import Leases
+from orderrelay.core.limits import SharedLimits
 from orderrelay.foundation.breaker import Guard
 from orderrelay.foundation.vault import Vault
 from orderrelay.providers.http import Http
@@ -65,6 +66,7 @@ class Runtime:
         )
         self.db = make_pool(settings.database_url, settings.db_pool_size)
         self.leases = Leases(self.db, settings.lease_seconds)
+        self.limits = SharedLimits(settings.broker_url, settings.rate_limits, settings.concurrency_limits)
         self.notes = pending.client_for(settings.broker_url)  # jobs the producer noted, until they are rows
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="orderrelay-loop", daemon=True)

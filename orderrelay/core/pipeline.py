@@ -306,16 +306,28 @@ def attempt(rt: Runtime, claim: dict) -> Next:
     ``claim["since"]`` is when the claim was taken (``time.monotonic()`` before its statement).
     """
     provider = providers.get(claim["provider"])
+    shared = rt.limits.enter(provider.ID)  # the provider's limits, shared by every worker
+    if not shared.allowed:
+        return _defer(rt, claim, provider.ID, shared.defer, shared.why)
     gate = rt.guard.enter(provider.ID)
     if not gate.allowed:
+        rt.limits.leave(provider.ID, shared.seat)
         return _defer(rt, claim, provider.ID, gate.defer, gate.reason)
     started = time.perf_counter()
-    call, sending = _call(rt, provider, claim)
+    try:
+        call, sending = _call(rt, provider, claim)
+    finally:
+        rt.limits.leave(provider.ID, shared.seat)
     latency_ms = (time.perf_counter() - started) * 1000
+    if call.error is not None and call.error.status in (429, 503) and call.error.retry_after:
+        rt.limits.pause(provider.ID, call.error.retry_after)  # the provider turned us away: all of us, until then
     healthy = call.claim_lost or call.placed is not None or isinstance(call.error, PermanentError)
     changed = rt.guard.leave(provider.ID, healthy=healthy)
     if changed is not None:
         _report_circuit(rt, provider.ID, changed)
+        if changed.state == "open":  # shared like a provider's pause: every worker holds its calls for the cooldown
+            left = max(0.0, changed.open_until - time.monotonic())
+            rt.limits.pause(provider.ID, left, f"a worker's circuit opened after {changed.failures} failures")
     if call.claim_lost:
         return _late(rt, provider, claim, call, sending, latency_ms)
     decision = policy.decide(
@@ -359,7 +371,7 @@ def _call(rt: Runtime, provider: Any, claim: dict) -> tuple[Call, provider_http.
                 rt.settings.providers[provider.ID],
                 order,
                 sending,
-                fence=lambda: rt.leases.fence(held),
+                fence=lambda: _fenced_turn(rt, provider.ID, held),
                 ours=ours,
                 deadline=rt.settings.longest_attempt,
             )
@@ -373,6 +385,12 @@ def _call(rt: Runtime, provider: Any, claim: dict) -> tuple[Call, provider_http.
     finally:
         rt.leases.release(held)
     return call, sending
+
+
+async def _fenced_turn(rt: Runtime, provider_id: str, held: Any) -> None:
+    """Right before a create request goes out: the provider's rate turn (shared by every worker), then the fence."""
+    await rt.limits.turn(provider_id)
+    await rt.leases.fence(held)
 
 
 def _record(

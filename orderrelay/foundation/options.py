@@ -3,6 +3,7 @@ reads the environment, once, and nothing else does). Plain data, so every layer 
 
 from __future__ import annotations
 
+import re
 from dataclasses import MISSING, dataclass, field, fields
 
 from orderrelay.foundation.constants import QUEUE_NOTIFICATIONS, QUEUE_ORDERS, provider_queue
@@ -70,6 +71,9 @@ class Settings:
     notify_timeout: float = 5.0  # seconds a receiver has to answer, in all
     notify_allow_hosts: tuple[str, ...] = ()  # internal hosts and networks webhooks may reach after all
     notify_tasks: dict[str, str] = field(default_factory=dict)  # Celery-task targets allowed: task -> queue
+    # Providers' limits, shared by every worker (orderrelay.core.limits): provider -> "20/second", provider -> calls
+    rate_limits: dict[str, str] = field(default_factory=dict)
+    concurrency_limits: dict[str, int] = field(default_factory=dict)
 
     @property
     def placing_queues(self) -> tuple[str, ...]:
@@ -92,3 +96,15 @@ class Settings:
 
 # The defaults, written once (above): the settings reader takes them from here.
 DEFAULTS = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
+
+
+UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+RATE = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*(second|minute|hour)(?::(\d+))?")
+
+
+def parse_rate(text: str) -> tuple[float, int]:
+    """``20/second`` or ``600/minute:10`` as (seconds between calls, burst); ValueError for anything else."""
+    found = RATE.fullmatch(text.strip())
+    if not found or float(found[1]) <= 0:
+        raise ValueError(f"{text!r} is not a rate such as 20/second, 600/minute or 20/second:5 (with a burst)")
+    return UNITS[found[2]] / float(found[1]), int(found[3] or 1)

@@ -191,9 +191,17 @@ HALF_RATE = "orderrelay at half that peak rate, provider at 200 ms"
 CAPACITY = "one worker, provider at 1000 ms (calls in flight)"
 
 
-def run(*, orders: int, naive_orders: int, workers: int, concurrency: int, out_dir: Path) -> int:
-    report = Report(layout=f"{workers} worker processes x threads -c {concurrency}")
-    with harness("bench", log_level="WARNING") as h:  # the default settings; workers log warnings only
+def run(
+    *, orders: int, naive_orders: int, workers: int, concurrency: int, out_dir: Path, limit: str | None = None
+) -> int:
+    """The runs; with ``limit`` (``100000/second``) Extend's calls go through a shared rate limit and a ceiling of
+    calls in flight (never reached: what the limiter costs, not what it holds back)."""
+    layout = f"{workers} worker processes x threads -c {concurrency}" + (
+        f", Extend limited to {limit}" if limit else ""
+    )
+    report = Report(layout=layout)
+    limits = {"rate_limits": f"extend={limit}", "concurrency_limits": "extend=100000"} if limit else {}
+    with harness("bench", log_level="WARNING", **limits) as h:  # the default settings; workers log warnings only
         report.runs.append(_drain_noop(h, orders, workers, concurrency))
         procs = [h.worker(f"bench-{n}", concurrency=concurrency, quiet=True) for n in range(workers)]
         pids = [p.popen.pid for p in procs]
