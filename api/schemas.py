@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from orderrelay.foundation.constants import ALL_STATUSES
-from orderrelay.providers import REGISTRY
+from orderrelay.providers import known
 
 
 class AttemptSchema(Schema):
@@ -57,7 +57,7 @@ class ListQuerySchema(Schema):
     """The filters and paging of ``GET /orders``."""
 
     status = fields.String(validate=validate.OneOf(ALL_STATUSES))
-    provider = fields.String(validate=lambda value: value in REGISTRY or _unknown(value))
+    provider = fields.String(validate=known)
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
     offset = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000))
 
@@ -72,7 +72,3 @@ class HealthSchema(Schema):
     ok = fields.Boolean(required=True)
     postgres = fields.String(required=True)
     broker = fields.String(required=True)
-
-
-def _unknown(value: str) -> bool:
-    raise ValidationError(f"Must be one of: {', '.join(REGISTRY)}.")

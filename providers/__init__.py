@@ -14,6 +14,8 @@ import importlib
 from collections.abc import Iterable
 from types import ModuleType
 
+from marshmallow import ValidationError
+
 from orderrelay.providers.base import NAMES, Provider
 
 BUILT_IN = (
@@ -55,6 +57,12 @@ def entry(provider_id: str) -> str:
     """What ORDERRELAY_PROVIDERS says to enable a registered provider: its id if built in, else its module."""
     module = REGISTRY[provider_id]
     return provider_id if module.__name__ in BUILT_IN else module.__name__
+
+
+def known(provider_id: str) -> None:
+    """A marshmallow validator: the id of a provider in the table (a job's, an API query's)."""
+    if provider_id not in REGISTRY:
+        raise ValidationError(f"Must be one of: {', '.join(REGISTRY)}.")
 
 
 def get(provider_id: str) -> Provider:

@@ -15,7 +15,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 from orderrelay.foundation.constants import SECRET_KEYS
 from orderrelay.foundation.errors import JobInvalid
 from orderrelay.foundation.vault import Vault, mask, open_fields, seal_fields
-from orderrelay.providers import REGISTRY
+from orderrelay.providers import REGISTRY, known
 from orderrelay.providers.egress import host_refusal
 from orderrelay.schemas.fields import AwareDateTime, Pattern, Text, WebUrl, flatten_errors
 from orderrelay.schemas.hostile import problems, structural
@@ -83,7 +83,7 @@ class JobSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    provider = fields.String(required=True, validate=lambda value: value in REGISTRY or _unknown_provider())
+    provider = fields.String(required=True, validate=known)
     order = fields.Dict(keys=fields.String(), required=True)
     idempotency_key = Text(max_length=200, allow_none=True)
     not_before = AwareDateTime(allow_none=True)
@@ -225,7 +225,3 @@ def _job_schema(notify_rules: NotifyRules) -> JobSchema:
 @functools.cache
 def _order_schema(provider_id: str) -> Schema:
     return REGISTRY[provider_id].OrderSchema()
-
-
-def _unknown_provider() -> bool:
-    raise ValidationError(f"Must be one of: {', '.join(REGISTRY)}.")

@@ -67,6 +67,11 @@ return 1
 """
 
 
+def redis_key(kind: str, provider: str) -> str:
+    """The Redis key of one of a provider's limits: its ``rate`` (TAT), its ``seats``, its ``pause``."""
+    return f"{PREFIX}:{kind}:{provider}"
+
+
 @dataclass(frozen=True)
 class Pass:
     """Whether a call may go now; if not, in how many seconds to try again and why; ``seat`` to give back."""
@@ -96,16 +101,15 @@ class SharedLimits:
         if self.redis is None:
             return Pass(True)
         try:
-            why, paused = (
-                self.redis.pipeline().get(f"{PREFIX}:pause:{provider}").pttl(f"{PREFIX}:pause:{provider}").execute()
-            )
+            pause = redis_key("pause", provider)
+            why, paused = self.redis.pipeline().get(pause).pttl(pause).execute()
             if paused > 0:
                 return Pass(False, paused / 1000, f"{provider} is paused for every worker: {(why or b'').decode()}")
             seat = None
             if provider in self.ceilings:
                 seat = uuid.uuid4().hex
                 now = time.time()
-                key = f"{PREFIX}:seats:{provider}"
+                key = redis_key("seats", provider)
                 taken = self.redis.eval(
                     SEAT, 1, key, now, now + LEASE, self.ceilings[provider], seat, int(LEASE * 1000)
                 )
@@ -126,7 +130,7 @@ class SharedLimits:
 
     def _turn(self, provider: str, *, take: bool) -> float:
         spacing, burst = self.rates[provider]
-        key = f"{PREFIX}:rate:{provider}"
+        key = redis_key("rate", provider)
         return float(self.redis.eval(TURN, 1, key, spacing * 1000, burst, "1" if take else "0")) / 1000
 
     async def turn(self, provider: str) -> None:
@@ -148,7 +152,7 @@ class SharedLimits:
         if seat is None or self.redis is None:
             return
         try:
-            self.redis.zrem(f"{PREFIX}:seats:{provider}", seat)
+            self.redis.zrem(redis_key("seats", provider), seat)
         except redis.RedisError as exc:
             self._away(exc)
 
@@ -158,7 +162,7 @@ class SharedLimits:
         if self.redis is None or seconds <= 0:
             return
         try:
-            self.redis.eval(PAUSE, 1, f"{PREFIX}:pause:{provider}", int(seconds * 1000), why)
+            self.redis.eval(PAUSE, 1, redis_key("pause", provider), int(seconds * 1000), why)
             log.warning("%s paused for %.1fs, for every worker: %s", provider, seconds, why)
         except redis.RedisError as exc:
             self._away(exc)
@@ -188,13 +192,13 @@ def view(broker_url: str, rates: dict[str, str], ceilings: dict[str, int]) -> di
                 entry["rate"] = rates[provider]
                 # how far ahead the next turn is booked: 0 when the provider is idle, ~burst x spacing when busy
                 now_s, now_us = client.time()
-                tat = float(client.get(f"{PREFIX}:rate:{provider}") or 0)
+                tat = float(client.get(redis_key("rate", provider)) or 0)
                 entry["booked_ahead_s"] = round(max(0.0, tat - (now_s * 1000 + now_us / 1000)) / 1000, 3)
             if provider in ceilings:
-                client.zremrangebyscore(f"{PREFIX}:seats:{provider}", "-inf", time.time())
+                client.zremrangebyscore(redis_key("seats", provider), "-inf", time.time())
                 entry["ceiling"] = ceilings[provider]
-                entry["in_flight"] = client.zcard(f"{PREFIX}:seats:{provider}")
-            paused = client.pttl(f"{PREFIX}:pause:{provider}")
+                entry["in_flight"] = client.zcard(redis_key("seats", provider))
+            paused = client.pttl(redis_key("pause", provider))
             entry["paused_for"] = round(paused / 1000, 1) if paused > 0 else 0
             shown[provider] = entry
     except redis.RedisError as exc:

@@ -137,7 +137,7 @@ def _submit_and_watch(h: Harness, timeout: float) -> bool:
             rows = conn.execute(
                 "SELECT * FROM orders WHERE idempotency_key = ANY(%s) ORDER BY created_at", [list(names)]
             ).fetchall()
-            if live is not None and hasattr(live, "update"):
+            if isinstance(live, Live):
                 live.update(orders_table(rows, title=title, width=console.width))
             if len(rows) == len(names) and all(r["status"] in FINAL_STATUSES for r in rows):
                 break

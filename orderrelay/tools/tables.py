@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from rich.table import Table
 
-# Column: (the widest it needs, the narrowest terminal that shows it). The id, the status and the detail always show.
+# Each column, and the narrowest terminal that shows it: the id, provider, status and detail always show.
 COLUMNS = {
-    "id": (8, 0),
-    "provider": (10, 0),
-    "status": (9, 0),
-    "attempts": (3, 70),
-    "reference": (20, 90),
-    "key": (24, 110),
-    "created": (19, 130),
-    "detail": (30, 0),
+    "id": 0,
+    "provider": 0,
+    "status": 0,
+    "attempts": 70,
+    "reference": 90,
+    "key": 110,
+    "created": 130,
+    "detail": 0,
 }
 
 
 def orders_table(rows: list[dict], title: str | None = None, width: int = 200) -> Table:
     """The readable table of orders: on a terminal of ``width`` columns, the columns that fit it (80 shows the id,
     provider, status, attempts and detail; a wider one adds the reference, the key and when it came)."""
-    shown = [name for name, (_, narrowest) in COLUMNS.items() if width >= narrowest]
+    shown = [name for name, narrowest in COLUMNS.items() if width >= narrowest]
     table = Table(*shown, title=title, expand=False)
     for column in table.columns:
         column.overflow = "fold" if column.header in ("detail", "key", "reference") else "ellipsis"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orderrelay.providers import REGISTRY
+from orderrelay.providers.base import TEST_CARD
 from orderrelay.sandbox.app import provider_environment
 from orderrelay.tools import embedded, processes
 from tests.conftest import started, wait_until
@@ -52,13 +53,14 @@ def test_each_example_order_is_placed_at_the_examples_sandbox(service_env, logs,
         env,
         logs / "examples-sandbox.log",
     )
-    with started(sandbox), started(processes.worker(env, logs, name="examples-worker", concurrency=8)):
+    with started(sandbox), started(processes.worker(env, logs, name="examples-worker", concurrency=8)) as worker:
         processes._answering(sandbox, f"http://127.0.0.1:{port}/_sandbox/health")
         keys = {}
         for provider in REGISTRY:
             path = ROOT / "examples" / f"{provider}.json"
             sent = cli(env, "submit", provider, str(path), "--key", f"example-{provider}")
             assert sent.returncode == 0, (provider, sent.stdout, sent.stderr)
+            assert TEST_CARD not in sent.stdout + sent.stderr
             keys[provider] = f"example-{provider}"
 
         def settled():
@@ -70,3 +72,14 @@ def test_each_example_order_is_placed_at_the_examples_sandbox(service_env, logs,
 
         rows = wait_until(settled, 90, message="every example order to settle")
         assert {r["provider"]: r["status"] for r in rows} == dict.fromkeys(REGISTRY, "placed"), rows
+        # examples/chaiz.json carries the seeds' test card: sealed by the CLI before it is sent, it is in no row,
+        # no event, no attempt and no log line of ours
+        stored = db.execute(
+            "SELECT o::text AS o, (SELECT string_agg(e::text, '') FROM order_events e WHERE e.order_id = o.id) AS e,"
+            " (SELECT string_agg(a::text, '') FROM attempts a WHERE a.order_id = o.id) AS a"
+            " FROM orders o WHERE idempotency_key = ANY(%s)",
+            [list(keys.values())],
+        ).fetchall()
+        assert TEST_CARD in (ROOT / "examples" / "chaiz.json").read_text()
+        assert not [r for r in stored if TEST_CARD in f"{r['o']}{r['e']}{r['a']}"]
+        assert TEST_CARD not in worker.log() and TEST_CARD not in sandbox.log()
