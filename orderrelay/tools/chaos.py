@@ -145,6 +145,8 @@ class Drill:
         self.last_damage = time.monotonic()
         self.sent = threading.Event()  # every job submitted
         self.sent_count = 0
+        self.hold = 0.0  # the sender sends no job from this index on until the damage due there has landed (set by
+        # run_schedule as it begins)
         self.started = time.monotonic()  # when the damage began (run_schedule's start)
         self.sending_seconds = 0.0  # how long sending every job took, once it is done
 
@@ -243,7 +245,12 @@ class Drill:
     def run_schedule(self, schedule: list[tuple[float, str]], orders: int, started: float) -> None:
         """Do each damage when its share of the jobs is sent (in order; a slow one delays the next)."""
         self.started = started
-        for at, action in sorted(schedule):
+        plan = sorted(schedule)
+        # Each damage lands at its share of the jobs exactly: the sender waits there until it has (a kill or a
+        # restart slowed by a busy machine would otherwise land later in the sending than planned, and the Redis
+        # restart due in the ``always`` half could fall in the ``everysec`` one).
+        self.hold = plan[0][0] * orders if plan and plan[0][0] <= 1.0 else float("inf")
+        for index, (at, action) in enumerate(plan):
             self._wait_for(at, orders, started)
             try:
                 if action == "kill":
@@ -263,6 +270,8 @@ class Drill:
             if action not in ("flush", "freeze"):  # those two note their own ends
                 self.last_damage = time.monotonic()
                 self._note(action)
+            following = plan[index + 1][0] if index + 1 < len(plan) else float("inf")
+            self.hold = following * orders if following <= 1.0 else float("inf")
 
 
 def _send_all(app, vault: Vault, jobs: list[dict], rate: float, drill: Drill, submitted: dict) -> None:
@@ -278,6 +287,8 @@ def _send_all(app, vault: Vault, jobs: list[dict], rate: float, drill: Drill, su
                     break
                 except redis.RedisError:
                     time.sleep(0.2)
+        while index >= drill.hold:  # a damage is due here: it lands first
+            time.sleep(0.01)
         while True:
             try:
                 send(
