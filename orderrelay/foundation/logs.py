@@ -19,7 +19,8 @@ from pythonjsonlogger.json import JsonFormatter
 _CARD_LIKE = re.compile(r"(?<![0-9.])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")  # not a decimal fraction
 # A UUID (an order's, a task's, a provider's reference) is 32 hex digits, 8-4-4-4-12: never a card number, though
 # enough of its groups are all digits in one random id of 45 (2.2 %; "4b52d5fd-5758-4783-8863-00a8e763a713").
-# Whole, and not glued to digits: a card number written up against one ("4111111111111111-1111-…") is masked whole.
+# Whole, and not glued to digits: a card number written up against one (its 16 digits, then "-1111-…") is masked
+# whole.
 _UUID_LIKE = re.compile(
     r"(?<![0-9a-fA-F])(?<![0-9][ -])"
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"

@@ -249,7 +249,8 @@ class Drill:
         # Each damage lands at its share of the jobs exactly: the sender waits there until it has (a kill or a
         # restart slowed by a busy machine would otherwise land later in the sending than planned, and the Redis
         # restart due in the ``always`` half could fall in the ``everysec`` one).
-        self.hold = plan[0][0] * orders if plan and plan[0][0] <= 1.0 else float("inf")
+        holds = [at * orders if at <= 1.0 else float("inf") for at, _ in plan] + [float("inf")]
+        self.hold = holds[0]
         for index, (at, action) in enumerate(plan):
             self._wait_for(at, orders, started)
             try:
@@ -270,8 +271,7 @@ class Drill:
             if action not in ("flush", "freeze"):  # those two note their own ends
                 self.last_damage = time.monotonic()
                 self._note(action)
-            following = plan[index + 1][0] if index + 1 < len(plan) else float("inf")
-            self.hold = following * orders if following <= 1.0 else float("inf")
+            self.hold = holds[index + 1]  # the next damage's point
 
 
 def _send_all(app, vault: Vault, jobs: list[dict], rate: float, drill: Drill, submitted: dict) -> None:

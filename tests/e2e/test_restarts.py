@@ -48,7 +48,7 @@ def placed(database_url: str, prefix: str) -> int:
         return conn.execute(query, [prefix + "%"]).fetchone()[0]
 
 
-def send(env: dict, keys: list[str]) -> None:
+def send(env: dict, keys: list[str]) -> list[str]:
     """Extend jobs, sent as checkout code sends them: with orderrelay's producer, whose note of each job lets the
     sweep send again one that a worker SIGKILLed in kombu's hand-over took with it (a raw ``send_task`` has only
     kombu's guarantee, which that kill breaks: the README's "Guarantees, and their limits")."""
@@ -57,8 +57,7 @@ def send(env: dict, keys: list[str]) -> None:
 
     app = Celery(broker=env["ORDERRELAY_BROKER_URL"], set_as_current=False)
     vault = Vault([env["ORDERRELAY_FERNET_KEYS"]])
-    for key in keys:
-        submit(app, vault, "extend", extend_order(key), idempotency_key=key)
+    return [submit(app, vault, "extend", extend_order(key), idempotency_key=key) for key in keys]
 
 
 def test_workers_ride_through_a_redis_restart_and_a_postgres_restart(own, sandbox, logs):
@@ -149,14 +148,10 @@ def test_a_job_lost_in_kombus_hand_over_is_sent_again_under_its_message_id(own, 
     import redis
 
     from orderrelay.core import pending
-    from orderrelay.foundation.vault import Vault
-    from orderrelay.producer import send as submit
 
     redis_server, postgres, env = own
-    app = Celery(broker=env["ORDERRELAY_BROKER_URL"], set_as_current=False)
-    vault = Vault([env["ORDERRELAY_FERNET_KEYS"]])
     keys = [f"handover-{uuid.uuid4().hex[:6]}-{i}" for i in range(3)]
-    order_ids = [submit(app, vault, "extend", extend_order(key), idempotency_key=key) for key in keys]
+    order_ids = send(env, keys)
     client = redis.Redis.from_url(redis_server.url)
     assert client.rpop(QUEUE_ORDERS) is not None  # the oldest job: gone from Redis, as in the blind spot
     assert client.llen(QUEUE_ORDERS) == 2 and pending.count(client) == 3

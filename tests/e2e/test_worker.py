@@ -54,12 +54,13 @@ def explain(worker, task_id: str, broker_url: str) -> str:
     import redis
 
     from orderrelay.core.broker import reserved
+    from orderrelay.core.pending import unacked_headers
 
     log = worker.log()
     mine = [line for line in log.splitlines() if task_id in line]
     client = redis.Redis.from_url(broker_url)
     queues = {key.decode(): client.llen(key) for key in client.scan_iter("orders*") if client.type(key) == b"list"}
-    held = [json.loads(raw)[0]["headers"].get("id") for raw in client.hvals("unacked")]
+    held = [headers.get("id") for headers in unacked_headers(client)]
     return (
         f"task {task_id} did not finish in 75 s (worker alive: {worker.alive()})\n"
         f"its log lines: {mine}\nqueues: {queues}\nheld unacknowledged: {held} {reserved(broker_url)}\n"
