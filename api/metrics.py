@@ -63,14 +63,17 @@ class PostgresCollector:
 
 
 class LimitsCollector:
-    """Each limited provider's shared limits (orderrelay.core.limits): the rate's booking ahead, calls in flight
-    against the ceiling, any pause; and whether Redis answers for them."""
+    """Each provider's shared limits (orderrelay.core.limits): the rate's booking ahead, calls in flight against the
+    ceiling and the orders waiting for a seat, any pause (every provider's); and whether Redis answers for them."""
 
     def __init__(self, settings):
         self.settings = settings
 
     def collect(self):
-        shown = limits_view(self.settings.broker_url, self.settings.rate_limits, self.settings.concurrency_limits)
+        settings = self.settings
+        shown = limits_view(
+            settings.broker_url, list(settings.providers), settings.rate_limits, settings.concurrency_limits
+        )
         readable = GaugeMetricFamily("orderrelay_limits_readable", "1 when Redis answers for the providers' limits")
         readable.add_metric([], 0 if "_" in shown else 1)
         yield readable
@@ -78,7 +81,12 @@ class LimitsCollector:
             "booked_ahead_s": ("orderrelay_limit_booked_ahead_seconds", "How far ahead the rate's turns are taken"),
             "in_flight": ("orderrelay_limit_in_flight", "Calls in flight, every worker's, against the ceiling"),
             "ceiling": ("orderrelay_limit_ceiling", "The ceiling of calls in flight"),
-            "paused_for": ("orderrelay_limit_paused_seconds", "Seconds left of a pause the provider asked for"),
+            "paused_for": (
+                "orderrelay_limit_paused_seconds",
+                "Seconds left of a pause (a provider's, a circuit's, an operator's)",
+            ),
+            "waiting": ("orderrelay_limit_waiting", "Orders waiting for a seat of the ceiling"),
+            "orders_booked": ("orderrelay_limit_orders_booked", "Deferred orders holding a booked turn of the rate"),
         }
         for field, (name, text) in families.items():
             family = GaugeMetricFamily(name, text, labels=["provider"])
@@ -91,6 +99,6 @@ class LimitsCollector:
 def registry(pool, settings=None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(PostgresCollector(pool))
-    if settings is not None and (settings.rate_limits or settings.concurrency_limits):
+    if settings is not None:  # every provider may be paused, limited or not
         reg.register(LimitsCollector(settings))
     return reg

@@ -21,7 +21,14 @@ from marshmallow.validate import OneOf, Range
 
 from orderrelay import providers as table
 from orderrelay.foundation.errors import ConfigError
-from orderrelay.foundation.options import DEFAULTS, ApiKey, ProviderSettings, Settings, parse_rate
+from orderrelay.foundation.options import (
+    DEFAULTS,
+    MAX_CEILING,
+    ApiKey,
+    ProviderSettings,
+    Settings,
+    parse_rate,
+)
 
 PREFIX = "ORDERRELAY_"
 
@@ -76,35 +83,38 @@ def _fernet_keys(values: list[str]) -> None:
             raise ValidationError(f"Key {number} is not a Fernet key (32 url-safe base64-encoded bytes).") from None
 
 
+DAY = 86400.0
+
 # The variables with a default, ORDERRELAY_<FIELD> each, the default the field's (orderrelay.foundation.options):
-# field -> (how it is read, its check).
+# field -> (how it is read, its check). Every number has a floor and a ceiling (and marshmallow's Float refuses "inf",
+# "nan" and "1e400"), so a value no code below expects is refused at start-up, by name, not met later as an overflow.
 OPTIONAL: dict[str, tuple] = {
     "db_pool_size": ("int", Range(min=1, max=200)),
     "http_connect_timeout": ("float", Range(min=0.1, max=120)),
     "http_read_timeout": ("float", Range(min=0.1, max=600)),
     "http_max_connections": ("int", Range(min=1, max=10_000)),
     "max_attempts": ("int", Range(min=1, max=100)),
-    "backoff_base": ("float", Range(min=0)),
-    "backoff_max": ("float", Range(min=0)),
-    "countdown_horizon": ("float", Range(min=0)),
-    "lease_seconds": ("float", Range(min=3)),
-    "sweep_interval": ("float", Range(min=0.5)),
-    "follow_up_interval": ("float", Range(min=1)),
-    "follow_up_deadline": ("float", Range(min=1)),
-    "requeue_grace": ("float", Range(min=1)),
+    "backoff_base": ("float", Range(min=0, max=3600)),
+    "backoff_max": ("float", Range(min=0, max=DAY)),
+    "countdown_horizon": ("float", Range(min=0, max=3600)),
+    "lease_seconds": ("float", Range(min=3, max=3600)),
+    "sweep_interval": ("float", Range(min=0.5, max=3600)),
+    "follow_up_interval": ("float", Range(min=1, max=DAY)),
+    "follow_up_deadline": ("float", Range(min=1, max=365 * DAY)),
+    "requeue_grace": ("float", Range(min=1, max=DAY)),
     "retry_rounds": ("int", Range(min=0, max=100)),
-    "retry_round_interval": ("float", Range(min=1)),
+    "retry_round_interval": ("float", Range(min=1, max=30 * DAY)),
     "max_in_flight": ("int", Range(min=1, max=100_000)),
     "breaker_failures": ("int", Range(min=1, max=10_000)),
-    "breaker_cooldown": ("float", Range(min=0.1)),
-    "visibility_timeout": ("float", Range(min=10)),
+    "breaker_cooldown": ("float", Range(min=0.1, max=3600)),
+    "visibility_timeout": ("float", Range(min=10, max=DAY)),
     "log_level": ("str", OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
     "log_format": ("str", OneOf(["text", "json"])),
     "api_max_body": ("int", Range(min=1_000, max=50_000_000)),
-    "card_retention": ("float", Range(min=0)),
+    "card_retention": ("float", Range(min=0, max=3650 * DAY)),
     "notify_allow_http": ("bool", None),
-    "notify_deadline": ("float", Range(min=1)),
-    "notify_sweep_interval": ("float", Range(min=0.5)),
+    "notify_deadline": ("float", Range(min=1, max=30 * DAY)),
+    "notify_sweep_interval": ("float", Range(min=0.5, max=3600)),
     "notify_timeout": ("float", Range(min=0.5, max=60)),
 }
 
@@ -242,23 +252,41 @@ def _tasks(values: list[str]) -> None:
 
 
 def _rate_limits(values: list[str]) -> None:
+    seen: set[str] = set()
     for value in values:
         provider, _, rate = value.partition("=")
+        if provider not in table.REGISTRY:
+            raise ValidationError(f"{value!r}: {provider!r} is not a provider: one of {list(table.REGISTRY)}.")
         try:
             parse_rate(rate)
-        except ValueError:
+        except ValueError as exc:
             raise ValidationError(
-                f"{value!r} is not PROVIDER=RATE (a rate such as 20/second or 600/minute, :BURST after it if any)."
+                f"{value!r} is not PROVIDER=RATE (a rate such as 20/second or 600/minute, :BURST after it if any): "
+                f"{exc}."
             ) from None
-        if provider not in table.REGISTRY:
-            raise ValidationError(f"{provider!r} is not a provider: one of {list(table.REGISTRY)}.")
+        _once(provider, seen, value)
 
 
 def _ceilings(values: list[str]) -> None:
+    seen: set[str] = set()
     for value in values:
         provider, _, number = value.partition("=")
-        if provider not in table.REGISTRY or not number.isdigit() or int(number) < 1:
-            raise ValidationError(f"{value!r} is not PROVIDER=N (a provider's ceiling of calls in flight, 1 or more).")
+        if (
+            provider not in table.REGISTRY
+            or not re.fullmatch(r"[0-9]{1,6}", number)
+            or not 1 <= int(number) <= MAX_CEILING
+        ):
+            raise ValidationError(
+                f"{value!r} is not PROVIDER=N (a provider's ceiling of calls in flight, 1 to {MAX_CEILING}, in ASCII "
+                "digits)."
+            )
+        _once(provider, seen, value)
+
+
+def _once(provider: str, seen: set[str], value: str) -> None:
+    if provider in seen:
+        raise ValidationError(f"{value!r}: {provider} is named twice; give each provider one limit.")
+    seen.add(provider)
 
 
 def _path(value: str) -> None:

@@ -428,10 +428,7 @@ def status(as_json: bool) -> None:
             "circuits": jsonable(circuits(conn)),
             **_broker_view(),
         }
-    settings = _settings()
-    from orderrelay.core.limits import view as limits_view
-
-    view["limits"] = limits_view(settings.broker_url, settings.rate_limits, settings.concurrency_limits)
+    view["limits"] = _limits_view()
     if as_json:
         click.echo(json.dumps(view, indent=2, sort_keys=True))
         return
@@ -485,21 +482,76 @@ def status(as_json: bool) -> None:
             str(row["updated_at"])[:19],
         )
     console.print(breakers)
-    if view["limits"]:
-        limits = Table("provider", "rate", "booked ahead s", "ceiling", "in flight", "paused for s", title="limits")
-        for provider, entry in view["limits"].items():
-            if "error" in entry:
-                console.print(f"[yellow]provider limits: {entry['error']}[/]")
-                continue
-            limits.add_row(
-                provider,
-                entry.get("rate", "-"),
-                str(entry.get("booked_ahead_s", "-")),
-                str(entry.get("ceiling", "-")),
-                str(entry.get("in_flight", "-")),
-                str(entry["paused_for"]),
-            )
-        console.print(limits)
+    _print_limits(view["limits"])
+
+
+def _limits_view() -> dict:
+    from orderrelay.core.limits import view as limits_view
+
+    settings = _settings()
+    return limits_view(settings.broker_url, list(settings.providers), settings.rate_limits, settings.concurrency_limits)
+
+
+def _print_limits(shown: dict) -> None:
+    if "_" in shown:
+        console.print(f"[yellow]provider limits: {shown['_']['error']}[/]")
+        return
+    if not shown:
+        return
+    table = Table(
+        "provider", "rate", "booked ahead s", "ceiling", "in flight", "waiting", "paused for s", title="limits"
+    )
+    for provider, entry in shown.items():
+        paused = f"{entry['paused_for']} ({entry['pause_reason']})" if entry["paused_for"] else "-"
+        table.add_row(
+            provider,
+            entry.get("rate", "-"),
+            str(entry.get("booked_ahead_s", "-")),
+            str(entry.get("ceiling", "-")),
+            str(entry.get("in_flight", "-")),
+            str(entry.get("waiting", "-")),
+            paused,
+        )
+    console.print(table)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the limits as JSON (stable keys).")
+@click.pass_context
+def limits(ctx: click.Context, as_json: bool) -> None:
+    """The providers' shared limits: each one's rate, turns booked ahead, calls in flight against its ceiling,
+    orders waiting for a seat, and any pause (a provider's Retry-After, a worker's open circuit, an operator's)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    shown = _limits_view()
+    if as_json:
+        click.echo(json.dumps(shown, indent=2, sort_keys=True))
+    else:
+        _print_limits(shown)
+
+
+@limits.command("resume")
+@click.argument("provider")
+def limits_resume(provider: str) -> None:
+    """Lift PROVIDER's pause for every worker: its held orders go out as they fall due."""
+    from orderrelay.core.limits import resume
+
+    provider = _provider(provider)
+    lifted = resume(_settings().broker_url, provider)
+    click.echo(f"{provider}: pause lifted" if lifted else f"{provider} was not paused")
+
+
+@limits.command("pause")
+@click.argument("provider")
+@click.argument("seconds", type=click.FloatRange(min=1))
+@click.option("--reason", default="paused by an operator", show_default=True)
+def limits_pause(provider: str, seconds: float, reason: str) -> None:
+    """Hold every worker's calls of PROVIDER for SECONDS (at most the longest pause a provider may ask for)."""
+    from orderrelay.core.limits import pause
+
+    provider = _provider(provider)
+    held = pause(_settings().broker_url, provider, seconds, reason)
+    click.echo(f"{provider}: paused for {held:.0f} s for every worker ({reason})")
 
 
 @main.command()

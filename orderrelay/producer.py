@@ -11,6 +11,7 @@ is the message's own id when there is no key. Needs ORDERRELAY_BROKER_URL and OR
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from typing import Any
 
@@ -24,6 +25,8 @@ from orderrelay.foundation.constants import QUEUE_ORDERS, TASK_SUBMIT
 from orderrelay.foundation.ids import order_id_for
 from orderrelay.foundation.logs import shown_job
 from orderrelay.foundation.vault import Vault, seal_fields
+
+log = logging.getLogger("orderrelay.producer")
 
 
 @functools.cache
@@ -60,7 +63,9 @@ def send(
     not_before: str | None = None,
     notify: dict | None = None,
 ) -> str:
-    """Publish an ``orders.submit`` message with sealed card fields; returns the order's id."""
+    """Publish an ``orders.submit`` message with sealed card fields; returns the order's id. Once the message is
+    published this returns: the note beside it (``orderrelay.core.pending``) is a second write that may fail on its
+    own (Redis going away between the two), and a caller told "failed" for a job that was sent could send it again."""
     if provider in providers.REGISTRY and isinstance(order, dict):
         order = seal_fields(vault, order, providers.get(provider).CARD_FIELDS)
     kwargs: dict[str, Any] = {"provider": provider, "order": order, "idempotency_key": idempotency_key}
@@ -81,6 +86,13 @@ def send(
             producer=publisher,
         )
         if publisher.connection.transport.driver_type == "redis":  # see orderrelay.core.pending
-            with publisher.channel.conn_or_acquire() as client:
-                pending.note(client, message_id, kwargs)
+            try:
+                with publisher.channel.conn_or_acquire() as client:
+                    pending.note(client, message_id, kwargs)
+            except Exception as exc:  # the job is on its queue: a failed note must not make the caller send it again
+                log.warning(
+                    "job %s was sent, but its note could not be written (%s): it has kombu's own guarantee only",
+                    message_id,
+                    type(exc).__name__,
+                )
     return str(order_id_for(idempotency_key, message_id))

@@ -7,13 +7,19 @@ among them) loads no aiohttp.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orderrelay.foundation.errors import AuthError, RetryableError
-from orderrelay.providers.base import Request
+from orderrelay.foundation.errors import AuthError, InDoubtError, RetryableError
+from orderrelay.providers.base import Request, retry_after
+
+# A token's lifetime as the provider states it (``expires_in``), bounded: none, or one that is no positive finite
+# number, is the caller's default; it is never taken as shorter than a minute or longer than a day.
+SHORTEST_TTL, LONGEST_TTL = 60.0, 86400.0
+MAX_TOKEN = 16_384  # characters: a longer "token" is no token
 
 
 @dataclass
@@ -24,8 +30,9 @@ class Token:
     renew_at: float
     refresh: str | None = None  # a refresh token, where the provider grants one
 
-    def fresh(self) -> bool:
-        return time.monotonic() < self.renew_at
+    def fresh(self, margin: float = 0.0) -> bool:
+        """Whether it is still to be used (for ``margin`` seconds more)."""
+        return time.monotonic() + margin < self.renew_at
 
 
 async def oauth_token(
@@ -61,16 +68,40 @@ async def oauth_token(
 async def _grant(
     http: Any, provider_id: str, base_url: str, request: Request, default_ttl: float, *, refused_ok: bool = False
 ) -> Token | None:
-    response = await http.send(base_url, request)
+    """One token request. It makes no order, so whatever goes wrong with it (no answer, a 5xx, an answer that is not
+    a token) is retryable: nothing was sent. A refusal of our credentials is an AuthError."""
+    try:
+        response = await http.send(base_url, request, provider=provider_id)
+    except InDoubtError as exc:
+        raise RetryableError(f"{provider_id} token endpoint: {exc.message}; no order was sent") from exc
     if response.status in (400, 401, 403):
         if refused_ok:
             return None
         raise AuthError(f"{provider_id} refused our credentials (HTTP {response.status})", status=response.status)
-    if not 200 <= response.status < 300 or not isinstance(response.body, dict):
-        raise RetryableError(f"{provider_id} token endpoint answered HTTP {response.status}", status=response.status)
-    ttl = float(response.body.get("expires_in") or default_ttl)
+    if not 200 <= response.status < 300:
+        wait = retry_after(response.headers) if response.status in (429, 503) else None
+        raise RetryableError(
+            f"{provider_id} token endpoint answered HTTP {response.status}", status=response.status, retry_after=wait
+        )
+    body = response.body if isinstance(response.body, dict) else {}
+    value = body.get("access_token")
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TOKEN:
+        raise RetryableError(f"{provider_id} token endpoint answered HTTP {response.status} without a token")
+    ttl = _lifetime(body.get("expires_in"), default_ttl)
+    refresh = body.get("refresh_token")
     return Token(
-        str(response.body["access_token"]),
+        value,
         time.monotonic() + max(ttl - 30.0, ttl / 2),
-        response.body.get("refresh_token"),
+        refresh if isinstance(refresh, str) and 0 < len(refresh) <= MAX_TOKEN else None,
     )
+
+
+def _lifetime(stated: Any, default: float) -> float:
+    """Seconds a token lives, as stated, bounded (see SHORTEST_TTL)."""
+    try:
+        ttl = float(stated)
+    except (TypeError, ValueError, OverflowError):
+        ttl = default
+    if not math.isfinite(ttl) or ttl <= 0:
+        ttl = default
+    return min(LONGEST_TTL, max(SHORTEST_TTL, ttl))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from marshmallow import Schema
 
+# Every time a provider gives is bounded: a Retry-After (in seconds or as a date) of more than this, or one that is
+# no number at all ("inf", "1e400", a date in year 9999), is taken as this, and the provider is asked again then.
+LONGEST_RETRY_AFTER = 900.0
 TEST_CARD = "4111111111111111"  # the test card the seeds name; sample orders carry it, only ever to the sandbox
 Admin = Callable[[str, dict], dict]  # the sandbox's admin API: admin("chaiz/plans", {}) makes a plan
 
@@ -151,3 +156,32 @@ def holds(found: Any, sent: Any) -> bool:
     if isinstance(sent, bool) or isinstance(found, bool):
         return found is sent
     return found == sent
+
+
+def bounded_wait(seconds: float) -> float:
+    """A wait a provider asked for, from 0 to LONGEST_RETRY_AFTER (infinity, NaN and anything huge: the longest)."""
+    if not math.isfinite(seconds):
+        return LONGEST_RETRY_AFTER
+    return min(LONGEST_RETRY_AFTER, max(0.0, seconds))
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), bounded; None when it has none or it
+    means nothing."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if not value:
+        return None
+    try:
+        return bounded_wait(float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; a bare one is read as such
+        when = when.replace(tzinfo=UTC)
+    try:
+        return bounded_wait((when - datetime.now(UTC)).total_seconds())
+    except OverflowError:
+        return LONGEST_RETRY_AFTER

@@ -10,14 +10,13 @@ translated here, once, into the error tree. What the pipeline does with each cla
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -34,17 +33,30 @@ from orderrelay.foundation.logs import mask_cards
 from orderrelay.foundation.options import ProviderSettings, Settings
 from orderrelay.foundation.walk import DESCEND, remap
 from orderrelay.providers.auth import Token
-from orderrelay.providers.base import Key, Placed, Provider, Request, Response
+from orderrelay.providers.base import Key, Placed, Provider, Request, Response, retry_after
 from orderrelay.providers.egress import SafeResolver
 from orderrelay.providers.policy import Call
+from orderrelay.schemas.hostile import clean_text
 
 USER_AGENT = f"orderrelay/{__version__}"
+# Every time a provider gives us is bounded: a Retry-After (in seconds or as a date) of more than this, or one that is
+# no number at all ("inf", "1e400", a date in year 9999), is taken as this, and the provider is asked again then.
+LONGEST_RETRY_AFTER = 900.0
+MAX_ANSWER = 4_000_000  # bytes of an answer read at most; a longer one is read as unreadable
+MAX_REF = 500  # characters of a provider's reference kept (an absurd one is cut, and cleaned of what cannot be stored)
+# Before each request other than a create (a token grant, a lookup, a follow-up read): wait for the provider's turn
+# under its shared limits, or raise HeldBack (the worker's runtime sets it to orderrelay.core.limits' ``pace``).
+# Within an attempt, the attempt's own fence paces them instead (its first request uses the turn the order was
+# given), set for the attempt's coroutine in ``ATTEMPT``.
+Pace = Callable[[str], Awaitable[None]]
+ATTEMPT: contextvars.ContextVar[Fence | None] = contextvars.ContextVar("orderrelay_attempt", default=None)
 
 
 class Http:
     """The process's one aiohttp session, and each provider's token with a lock against refresh stampedes."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, pace: Pace | None = None):
+        self.pace = pace
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=settings.http_connect_timeout + 2 * settings.http_read_timeout,
@@ -63,12 +75,28 @@ class Http:
         self.allow_hosts = settings.notify_allow_hosts
         self.tokens: dict[str, Token] = {}
         self.locks: dict[str, asyncio.Lock] = {}
+        self.authenticated: set[str] = set()  # providers this process has authenticated to (see ``ready``)
 
     def lock(self, provider_id: str) -> asyncio.Lock:
         return self.locks.setdefault(provider_id, asyncio.Lock())
 
-    async def send(self, base_url: str, request: Request, headers: dict[str, str] | None = None) -> Response:
-        """Send one request; aiohttp's failures come out as RetryableError or InDoubtError."""
+    def ready(self, provider_id: str) -> bool:
+        """Whether authenticating to the provider sends no request now: it was done before in this process, and its
+        token (if it grants one) is good for a minute more."""
+        token = self.tokens.get(provider_id)
+        return provider_id in self.authenticated and (token is None or token.fresh(margin=60.0))
+
+    async def send(
+        self, base_url: str, request: Request, headers: dict[str, str] | None = None, *, provider: str | None = None
+    ) -> Response:
+        """Send one request; aiohttp's failures come out as RetryableError or InDoubtError. With ``provider``, the
+        request first waits for that provider's turn (``pace``); a create request's turn is taken before its mark."""
+        if provider is not None:
+            fence = ATTEMPT.get()
+            if fence is not None:
+                await fence.pace()
+            elif self.pace is not None:
+                await self.pace(provider)
         url = base_url.rstrip("/") + request.path
         try:
             async with self.session.request(
@@ -79,8 +107,7 @@ class Http:
                 params=request.params,
                 headers={**request.headers, **(headers or {})},
             ) as resp:
-                raw = await resp.read()
-                return Response(resp.status, dict(resp.headers), _parse(raw, resp.content_type))
+                return Response(resp.status, dict(resp.headers), await _body(resp))
         except aiohttp.ConnectionTimeoutError as exc:
             raise RetryableError(f"timed out connecting to {request.method} {request.path}") from exc
         except aiohttp.ClientConnectorError as exc:
@@ -95,28 +122,21 @@ class Http:
         await self.webhooks.close()
 
 
-def _parse(raw: bytes, content_type: str) -> Any:
-    if "json" in content_type:
+async def _body(resp: aiohttp.ClientResponse) -> Any:
+    """The answer's body, parsed from JSON when it is JSON; one longer than MAX_ANSWER is not read whole."""
+    if (resp.content_length or 0) > MAX_ANSWER:
+        return f"[an answer of {resp.content_length} bytes, not read]"
+    raw = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        raw += chunk
+        if len(raw) > MAX_ANSWER:
+            return f"[an answer of more than {MAX_ANSWER} bytes, not read]"
+    if "json" in resp.content_type:
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     return raw.decode("utf-8", "replace")
-
-
-def retry_after(headers: dict[str, str]) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date), or None."""
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 UNPROCESSED = (429, 503)  # turned away before processing: nothing was made
@@ -155,7 +175,7 @@ async def call(provider: Provider, http: Http, cfg: ProviderSettings, request: R
     """Send an authenticated request that makes nothing (a lookup, a follow-up); on a 401 a fresh token, once."""
     for fresh in (False, True):
         headers = await provider.authenticate(http, cfg, fresh=fresh)
-        response = await http.send(cfg.base_url, request, {**headers, **_fresh(provider)})
+        response = await http.send(cfg.base_url, request, {**headers, **_fresh(provider)}, provider=provider.ID)
         if response.status != 401:
             return response
     raise _fresh_token_refused(provider, response)
@@ -168,11 +188,16 @@ def _fresh_token_refused(provider: Provider, response: Response) -> AuthError:
 
 @dataclass
 class Sending:
-    """The create requests of one attempt: the key they carry, and whether one may have made the order."""
+    """The create requests of one attempt: the key they carry, and whether one may have made the order.
+
+    ``marked``: the attempt's durable mark that a create request is going out now is written (the claim's own
+    statement writes it when nothing is to wait for between the claim and the request; see the pipeline's fence).
+    """
 
     key: str
     kind: str  # the provider's ``Key`` kind
     uncertain: bool  # a request (of this attempt or an earlier one) may have made the order
+    marked: bool = False
     sent: bool = False  # a create request went out in this attempt
     in_flight: bool = False  # one is out now, unanswered
     sent_key: str | None = None  # the key the last create request carried
@@ -196,19 +221,27 @@ class Sending:
             self.key = str(uuid.uuid4())
 
 
-Fence = Callable[[], Awaitable[None]]
+class Fence(Protocol):
+    """What runs around an attempt's requests: ``before`` a create request goes out (the provider's turn, then the
+    durable mark that it is going out, fenced by the claim: ClaimLost or HeldBack when it must not); ``pace`` before
+    any other (a token grant, a lookup: its turn, or HeldBack); ``nothing_made`` after an answer that proves the
+    create made nothing and that another follows (a 401: the mark is taken back)."""
+
+    async def before(self) -> None: ...
+
+    async def pace(self) -> None: ...
+
+    async def nothing_made(self) -> None: ...
 
 
 async def place(
     provider: Provider, http: Http, cfg: ProviderSettings, order: dict, sending: Sending, fence: Fence
 ) -> Placed:
-    """Create the order at the provider; raises a ProviderError when it was not (or may not have been) made.
-
-    ``fence`` runs right before each create request goes out and raises ClaimLost if this worker lost its claim.
-    """
+    """Create the order at the provider; raises a ProviderError when it was not (or may not have been) made."""
     for fresh in (False, True):
         headers = await provider.authenticate(http, cfg, fresh=fresh)
-        await fence()
+        http.authenticated.add(provider.ID)
+        await fence.before()
         request = provider.request(order, sending.key, cfg)
         sending.going()
         try:
@@ -221,7 +254,7 @@ async def place(
             raise
         if 200 <= response.status < 300:
             try:
-                placed = provider.response(response.body)
+                placed = _kept(provider.response(response.body))
             except InDoubtError:  # a success that does not say what was made: as an answer lost (the key stays)
                 sending.unanswered()
                 raise
@@ -229,7 +262,15 @@ async def place(
         if response.status != 401:
             check(provider, response)
             return dataclasses.replace(placed, http_status=response.status)
+        if not fresh:
+            await fence.nothing_made()
     raise _fresh_token_refused(provider, response)
+
+
+def _kept(placed: Placed) -> Placed:
+    """A placed order as it can be stored: its reference cleaned of what Postgres refuses and cut to MAX_REF."""
+    ref = placed.ref if placed.ref.isascii() and len(placed.ref) <= MAX_REF and "\x00" not in placed.ref else None
+    return placed if ref is not None else dataclasses.replace(placed, ref=clean_text(placed.ref[:MAX_REF]))
 
 
 async def follow_up(provider: Provider, http: Http, cfg: ProviderSettings, order: dict, ref: str) -> Placed | None:
@@ -277,6 +318,7 @@ async def attempt(
     look once more. ``ours`` keeps the found orders no other order of ours has recorded. Never longer than
     ``deadline`` seconds: a deadline that passes during a create request leaves it in doubt."""
     look = provider.LOOKUP and sending.uncertain
+    ATTEMPT.set(fence)  # this coroutine's token grants and lookups are paced by the attempt's fence
     try:
         async with asyncio.timeout(deadline):
             if look and (found := await ours(await lookup(provider, http, cfg, order))):
@@ -296,6 +338,8 @@ async def attempt(
     except ClaimLost:
         return Call(claim_lost=True)
     except ProviderError as exc:
+        if isinstance(exc, InDoubtError) and not sending.sent:  # no create request went out: nothing can be made
+            exc = RetryableError(f"nothing was sent: {exc.message}", status=exc.status, code=exc.code)
         return Call(error=exc)
     except TimeoutError:
         if sending.in_flight:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from datetime import UTC, datetime
 
 from aiohttp import web
 from marshmallow import ValidationError
 
-from orderrelay.sandbox.faults import ProviderState, json_body, scripted_create
+from orderrelay.sandbox.faults import ProviderState, json_body, scripted_create, scripted_token
 from orderrelay.schemas.adobe_vip import ROUTING_FIELDS, OrderSchema
 from orderrelay.schemas.fields import flatten_errors
 
@@ -91,6 +92,9 @@ def make_app(state: State) -> web.Application:
 
     @routes.post("/ims/token/v3")
     async def token(request: web.Request) -> web.Response:
+        scripted = await scripted_token(state, request)
+        if scripted is not None:
+            return scripted
         form = await request.post()
         if (form.get("client_id"), form.get("client_secret")) != (
             CREDENTIALS["CLIENT_ID"],
@@ -184,6 +188,7 @@ def make_app(state: State) -> web.Application:
 
     @routes.get("/v3/customers/{customer_id}/orders/{order_id}")
     async def read(request: web.Request) -> web.Response:
+        state.calls.append(("read", time.time()))
         answer = refused(request)
         if answer:
             return answer

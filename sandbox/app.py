@@ -5,7 +5,8 @@ Admin API (for tests and the demo), for every provider:
   ``GET  /_sandbox/{provider}/orders``    what the provider created, how many create calls came, and the most that
                                           were being answered at once (``in_flight_peak``)
   ``POST /_sandbox/{provider}/faults``    ``{"latency_ms": 50, "script": [500, {"status": 429, "retry_after": 2},
-                                          "drop_after_create", 200]}`` (see ``orderrelay.sandbox.faults``)
+                                          "drop_after_create", 200]}``; ``lookup_script`` and ``token_script``
+                                          the same for lookups and token grants (see ``orderrelay.sandbox.faults``)
   ``POST /_sandbox/{provider}/rate``      ``{"per_second": 20, "burst": 5}``: the provider's own rate; beyond it
                                           429 with ``Retry-After`` (counted as ``rate_limited``)
   ``POST /_sandbox/{provider}/tokens``    ``{"ttl": 300}`` sets the lifetime of new tokens; ``{"expire": true}``
@@ -92,9 +93,11 @@ def make_app(examples: bool = False) -> web.Application:
             {
                 "count": len(state.orders),
                 "create_requests": state.create_requests,
+                "token_requests": state.token_requests,
                 "in_flight_peak": state.in_flight_peak,
                 "rate_limited": state.rate_limited,
                 "request_times": state.request_times,
+                "calls": state.calls,
                 "orders": state.orders,
             }
         )

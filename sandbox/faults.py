@@ -22,6 +22,11 @@ A script is a list consumed one entry per create-order request:
 ``lookup_script`` is the same for the provider's lookup (Extend's search, Webroot's cart read), one entry per
 lookup request: a status answers it with that status, ``"drop"`` closes the connection, ``"stale"`` answers as
 if nothing had been made yet (a read that lags behind the write).
+
+``token_script`` is the same for the provider's token endpoint (every provider that grants tokens), one entry per
+token request: a status answers it (``{"status": 503, "retry_after": 2}`` too), ``"drop"`` closes the connection,
+``{"delay": 40}`` answers only after 40 s (longer than a client's read timeout: a timeout), ``"not_json"`` answers
+200 with an HTML page. Token requests are counted (``token_requests``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import Any
 
 from aiohttp import web
 
-STEP_KEYS = {"status", "retry_after", "stored", "gateway", "drop", "after_create", "delay", "location"}
+STEP_KEYS = {"status", "retry_after", "stored", "gateway", "drop", "after_create", "delay", "location", "not_json"}
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Fault:
     delay: float = 0.0  # seconds to wait (after making the order) before answering
     stale: bool = False  # a lookup answers as if nothing had been made yet
     location: str | None = None  # a redirect's Location header (the receiver's ``{"status": 307, ...}``)
+    not_json: bool = False  # a 200 whose body is an HTML page (a token endpoint's maintenance page)
 
     @property
     def drop_after_create(self) -> bool:
@@ -68,6 +74,8 @@ def parse_step(step: Any) -> Fault:
         return Fault(drop=True)
     if step == "drop_after_create":
         return Fault(drop=True, after_create=True)
+    if step == "not_json":
+        return Fault(not_json=True)
     if isinstance(step, int) and not isinstance(step, bool) and 100 <= step <= 599:
         return Fault(status=step)
     if isinstance(step, dict) and not set(step) - STEP_KEYS:
@@ -83,6 +91,7 @@ def parse_step(step: Any) -> Fault:
                 after_create=bool(step.get("after_create")),
                 delay=float(delay),
                 location=step.get("location"),
+                not_json=bool(step.get("not_json")),
             )
     raise ValueError(f"not a fault step: {step!r}")
 
@@ -94,13 +103,13 @@ class Faults:
     latency_ms: float = 0.0
     script: deque = field(default_factory=deque)
     lookup_script: deque = field(default_factory=deque)
+    token_script: deque = field(default_factory=deque)
 
     def set(self, config: dict) -> None:
         self.latency_ms = float(config.get("latency_ms", self.latency_ms))
-        if "script" in config:
-            self.script = deque(parse_step(s) for s in config["script"])
-        if "lookup_script" in config:
-            self.lookup_script = deque(parse_step(s) for s in config["lookup_script"])
+        for name in ("script", "lookup_script", "token_script"):
+            if name in config:
+                setattr(self, name, deque(parse_step(s) for s in config[name]))
 
     async def next(self) -> Fault:
         """The step for this request, after the configured latency."""
@@ -110,6 +119,9 @@ class Faults:
 
     def next_lookup(self) -> Fault:
         return self.lookup_script.popleft() if self.lookup_script else Fault()
+
+    def next_token(self) -> Fault:
+        return self.token_script.popleft() if self.token_script else Fault()
 
 
 def drop(request: web.Request) -> web.Response:
@@ -140,9 +152,11 @@ class ProviderState:
         self.orders: list[dict] = []
         self.faults = Faults()
         self.create_requests = 0
+        self.token_requests = 0
         self.in_flight = 0  # create-order calls being answered now
         self.in_flight_peak = 0
         self.request_times: list[float] = []  # when each create-order call came (time.time())
+        self.calls: list[tuple[str, float]] = []  # every call, create, lookup, token or read, and when it came
         self.rate: tuple[float, float] | None = None  # (per second, burst): the provider's own rate limit
         self.tokens_left, self.refilled = 0.0, time.monotonic()
         self.rate_limited = 0  # calls answered 429 for going over the rate
@@ -194,6 +208,7 @@ async def scripted_create(
     """
     state.create_requests += 1
     state.request_times.append(time.time())
+    state.calls.append(("create", state.request_times[-1]))
     wait = state.over_rate()
     if wait is not None:
         state.rate_limited += 1
@@ -233,6 +248,7 @@ def scripted_lookup(
     state: ProviderState, request: web.Request, nothing: Callable[[], web.Response]
 ) -> web.Response | None:
     """The lookup's scripted fault, as a response (None: answer normally); ``nothing`` answers a stale read."""
+    state.calls.append(("lookup", time.time()))
     fault = state.faults.next_lookup()
     if fault.stale:
         return nothing()
@@ -240,6 +256,22 @@ def scripted_lookup(
         return drop(request)
     if fault.status != 200:
         return fault_response(fault, {"message": f"scripted HTTP {fault.status}", "code": "SandboxFault"})
+    return None
+
+
+async def scripted_token(state: ProviderState, request: web.Request) -> web.Response | None:
+    """A token request, counted, through the provider's token script: the fault's answer, or None to answer it."""
+    state.token_requests += 1
+    state.calls.append(("token", time.time()))
+    fault = state.faults.next_token()
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if fault.drop:
+        return drop(request)
+    if fault.not_json:
+        return web.Response(status=200, text="<html><body>Down for maintenance</body></html>", content_type="text/html")
+    if fault.status != 200:
+        return fault_response(fault, {"error": "server_error", "error_description": f"scripted HTTP {fault.status}"})
     return None
 
 
@@ -252,6 +284,9 @@ async def client_credentials_token(
     request: web.Request, state: ProviderState, credentials: dict, refuse: Callable[[int, str], web.Response]
 ) -> web.Response:
     """A token endpoint taking ``client_id`` and ``client_secret`` in a JSON body (Extend's; battleface's)."""
+    scripted = await scripted_token(state, request)
+    if scripted is not None:
+        return scripted
     try:
         body = await request.json()
     except ValueError:

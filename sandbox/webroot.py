@@ -28,7 +28,7 @@ import defusedxml.ElementTree as SafeXML
 from aiohttp import web
 from marshmallow import ValidationError
 
-from orderrelay.sandbox.faults import ProviderState, scripted_create, scripted_lookup
+from orderrelay.sandbox.faults import ProviderState, scripted_create, scripted_lookup, scripted_token
 from orderrelay.schemas.fields import flatten_errors
 from orderrelay.schemas.webroot import OrderSchema
 
@@ -108,6 +108,9 @@ def make_app(state: State) -> web.Application:
 
     @routes.post("/auth/token")
     async def token(request: web.Request) -> web.Response:
+        scripted = await scripted_token(state, request)
+        if scripted is not None:
+            return scripted
         pair = f"{CREDENTIALS['CLIENT_ID']}:{CREDENTIALS['CLIENT_SECRET']}".encode()
         if request.headers.get("Authorization") != f"Basic {base64.b64encode(pair).decode()}":
             return web.json_response({"error": "invalid_client"}, status=401)

@@ -181,6 +181,13 @@ def stored_job(job: Any) -> dict:
 
 
 def redact_text(text: str, limit: int = 300) -> str:
-    """An error's text fit to keep: its first line, cut, with anything shaped like a card number (spaces and
-    dashes included) or an e-mail address masked, and nothing Postgres cannot store."""
-    return clean_text(scrub(text.splitlines()[0][:limit] if text else ""))
+    """An error's text fit to keep: its first line, cut to ``limit``, with anything shaped like a card number (spaced,
+    dashed, escaped ...) or an e-mail address masked, and nothing Postgres cannot store. Masked before it is cut (and
+    before its lines are split), so no cut can leave a card number's digits too few to be seen as one."""
+    if not text:
+        return ""
+    masked = scrub(text[: limit + MASK_REACH])  # whatever starts before ``limit`` ends within this
+    return clean_text((masked.splitlines() or [""])[0][:limit])
+
+
+MASK_REACH = 400  # characters: a card number written with the widest separators (19 digits, "\\u0020" x 3 between)

@@ -14,6 +14,8 @@ from yoyo import get_backend, read_migrations
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Postgres away, or the pool exhausted: the work is retried later, never dropped.
 TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout)
+# A value Postgres will not take (a NUL or a lone surrogate in text or JSON, NaN in JSON): no retry changes it.
+VALUE_ERRORS = (psycopg.DataError,)
 
 
 def make_pool(database_url: str, size: int) -> ConnectionPool:

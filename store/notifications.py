@@ -33,24 +33,27 @@ def record(
     conn: Connection,
     notification_id: int,
     *,
+    claim_token: uuid.UUID,
     delivered: bool,
     retry_in: float,
     http_status: int | None,
     latency_ms: float | None,
     error: str | None,
-) -> None:
-    """One delivery attempt: delivered, or due again in ``retry_in`` seconds (expired past the deadline)."""
-    conn.execute(
+) -> bool:
+    """One delivery attempt: delivered, or due again in ``retry_in`` seconds (expired past the deadline); False when
+    the try no longer held the delivery (its result is logged, not counted)."""
+    return conn.execute(
         queries.RECORD_NOTIFICATION_ATTEMPT,
         {
             "id": notification_id,
+            "claim_token": claim_token,
             "delivered": delivered,
             "retry_in": retry_in,
             "http_status": http_status,
             "latency_ms": latency_ms,
             "error": error,
         },
-    )
+    ).fetchone()["recorded"]
 
 
 def of_order(conn: Connection, order_id: uuid.UUID) -> list[dict]:

@@ -36,12 +36,13 @@ def insert_order(
     notify: dict | None = None,
     claim_lease: float | None = None,
     producer: str | None = None,
+    mark: bool = False,
 ) -> dict:
     """Insert a new order with its first event, or return the existing order for the same key or message.
 
     The result has ``id``, ``status``, ``created`` and, for an existing order, its ``request_hash``. With
     ``claim_lease`` a new order is claimed at once for that many seconds; the result is then a claim, as
-    ``claim`` returns it.
+    ``claim`` returns it (``mark``: as ``claim``'s).
     """
     claim = claim_lease is not None
     params = {
@@ -65,6 +66,7 @@ def insert_order(
         "claim_token": uuid.uuid4() if claim else None,
         "lease": claim_lease,
         "claim_reason": "claimed (attempt 1)",
+        "mark": claim and mark,
     }
     row = conn.execute(queries.INSERT_ORDER, params).fetchone()
     if row is None:  # a unique key matched: the same job was seen before
@@ -72,11 +74,26 @@ def insert_order(
     return row
 
 
-def claim(conn: Connection, order_id: uuid.UUID, *, lease: float, reason: str) -> dict | None:
-    """Claim a due order for one placement; None when it is not due, not placeable, or claimed by another."""
-    return conn.execute(
-        queries.CLAIM, {"id": order_id, "lease": lease, "claim_token": uuid.uuid4(), "reason": reason}
-    ).fetchone()
+def claim(
+    conn: Connection, order_id: uuid.UUID, *, lease: float, reason: str, mark: bool = False, lookup: bool = False
+) -> dict | None:
+    """Claim a due order for one placement; None when it is not due, not placeable, or claimed by another.
+
+    ``mark``: nothing is left to wait for before the create request, so the claim marks its attempt as sending now,
+    unless the order is uncertain at a provider with a ``lookup`` (which goes first); the claim's ``marked`` says."""
+    params = {"id": order_id, "lease": lease, "claim_token": uuid.uuid4(), "reason": reason}
+    return conn.execute(queries.CLAIM, {**params, "mark": mark, "lookup": lookup}).fetchone()
+
+
+def mark_sending(conn: Connection, order_id: uuid.UUID, *, claim_token: uuid.UUID, attempt_id: int) -> bool:
+    """Mark the attempt as sending its create request now, fenced by the claim; False: the worker must not send."""
+    params = {"id": order_id, "claim_token": claim_token, "attempt_id": attempt_id}
+    return conn.execute(queries.MARK_SENDING, params).fetchone() is not None
+
+
+def unmark_sending(conn: Connection, attempt_id: int) -> None:
+    """The create request was answered and made nothing, and another will follow: nothing is being sent now."""
+    conn.execute(queries.UNMARK_SENDING, {"attempt_id": attempt_id})
 
 
 def finish_attempt(
@@ -214,12 +231,14 @@ def expired_leases(conn: Connection, *, limit: int = 1000) -> list[dict]:
 
 def recover_lease(
     conn: Connection, order_id: uuid.UUID, *, to_status: str, due_at: datetime | None, reason: str
-) -> bool:
-    """Take back an expired claim (unless its worker renewed it meanwhile); its unfinished attempt is in doubt."""
+) -> str | None:
+    """Take back an expired claim (unless its worker renewed it meanwhile): its attempt, if it was marked as sending,
+    may have made the order (``to_status``, ``due_at`` and ``reason`` apply), else it made nothing (the order is
+    queued again). Returns the order's new status, or None when the claim was not taken back."""
     row = conn.execute(
         queries.RECOVER_LEASE, {"id": order_id, "to_status": to_status, "due_at": due_at, "reason": reason}
     ).fetchone()
-    return row is not None
+    return row["to_status"] if row else None
 
 
 def renew_leases(conn: Connection, claims: list[tuple[uuid.UUID, uuid.UUID]], *, lease: float) -> set[uuid.UUID]:
@@ -350,9 +369,9 @@ def defer(
     due_at: datetime,
     expected_at: datetime | None,
     reason: str,
-) -> None:
-    """Give a claim back unused: no call was made, the order is due again at ``due_at``."""
-    conn.execute(
+) -> bool:
+    """Give a claim back unused (nothing was sent): due again at ``due_at``; False when the claim was lost."""
+    row = conn.execute(
         queries.DEFER,
         {
             "id": order_id,
@@ -363,7 +382,28 @@ def defer(
             "expected_at": expected_at,
             "reason": reason,
         },
-    )
+    ).fetchone()
+    return row is not None
+
+
+def postpone(
+    conn: Connection, order_id: uuid.UUID, *, due_at: datetime, expected_at: datetime | None, reason: str
+) -> str | None:
+    """Make a due order, not claimed, due again at ``due_at`` (its limits hold it back); its status, or None when it
+    was not due (or was taken)."""
+    params = {"id": order_id, "due_at": due_at, "expected_at": expected_at, "reason": reason}
+    row = conn.execute(queries.POSTPONE, params).fetchone()
+    return row["to_status"] if row else None
+
+
+def wake(conn: Connection, order_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Make these orders (waiting for a seat) due now; the ones that still wait to be placed."""
+    return [r["id"] for r in conn.execute(queries.WAKE, {"ids": order_ids})]
+
+
+def provider_of(conn: Connection, order_id: uuid.UUID) -> str | None:
+    row = conn.execute(queries.PROVIDER_OF, {"id": order_id}).fetchone()
+    return row["provider"] if row else None
 
 
 def requeue(

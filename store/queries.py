@@ -13,7 +13,8 @@ DUE = f"status IN {_sql_list(DUE_STATUSES)}"  # the predicate of the index order
 OPEN = _sql_list(OPEN_STATUSES)  # the statuses of the index orders_open (migration 0007)
 
 # A new order and its first event; with %(claim)s (an order due now) it is claimed in the same statement, as CLAIM
-# would: status placing with a lease, attempt 1, the claim's event. One round trip for a job that is placed at once.
+# would: status placing with a lease, attempt 1, the claim's event, and with %(mark)s attempt 1's mark that its
+# create request goes out now (nothing is left to wait for). One round trip for a job that is placed at once.
 INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
@@ -35,12 +36,12 @@ WITH ins AS (
     UNION ALL
     SELECT id, %(status)s, 'placing', %(claim_reason)s FROM ins WHERE %(claim)s
 ), att AS (
-    INSERT INTO attempts (order_id, number, idempotency_key)
-    SELECT id, 1, provider_key::text FROM ins WHERE %(claim)s
-    RETURNING id
+    INSERT INTO attempts (order_id, number, idempotency_key, sent_at)
+    SELECT id, 1, provider_key::text, CASE WHEN %(mark)s THEN clock_timestamp() END FROM ins WHERE %(claim)s
+    RETURNING id, sent_at IS NOT NULL AS marked
 )
 SELECT ins.*, true AS created, %(status)s AS from_status, (SELECT id FROM att) AS attempt_id,
-       false AS uncertain, NULL::timestamptz AS key_sent_at
+       coalesce((SELECT marked FROM att), false) AS marked, false AS uncertain, NULL::timestamptz AS key_sent_at
 FROM ins
 """
 
@@ -54,7 +55,9 @@ LIMIT 1
 """
 
 # Claim a due order for one placement: status -> placing with a lease, a new attempt row, one event. The claim
-# says whether the order is uncertain: an attempt not yet settled may have made it (its outcome was in_doubt).
+# says whether the order is uncertain: an attempt not yet settled may have made it (its outcome was in_doubt). With
+# %(mark)s the new attempt is marked as sending now (``sent_at``: nothing is left to wait for before its create
+# request), unless a lookup must come first (%(lookup)s and the order uncertain); ``marked`` says which.
 CLAIM = f"""
 WITH old AS (
     SELECT id, status FROM orders
@@ -68,19 +71,35 @@ WITH old AS (
     RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token, o.round_base,
               o.retry_round, o.notify IS NOT NULL AS notifies, o.key_sent_at, o.settled_through,
               old.status AS from_status
+), unc AS (
+    SELECT EXISTS (SELECT 1 FROM attempts a, upd WHERE a.order_id = upd.id AND a.outcome = 'in_doubt'
+                                                   AND a.number > upd.settled_through) AS uncertain
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)
     SELECT id, from_status, 'placing', %(reason)s || ' (attempt ' || attempt_count || ')' FROM upd
 ), att AS (
-    INSERT INTO attempts (order_id, number, idempotency_key)
-    SELECT id, attempt_count, provider_key::text FROM upd
-    RETURNING id
+    INSERT INTO attempts (order_id, number, idempotency_key, sent_at)
+    SELECT id, attempt_count, provider_key::text,
+           CASE WHEN %(mark)s AND NOT (%(lookup)s AND (SELECT uncertain FROM unc)) THEN clock_timestamp() END
+    FROM upd
+    RETURNING id, sent_at IS NOT NULL AS marked
 )
-SELECT upd.*, att.id AS attempt_id,
-       EXISTS (SELECT 1 FROM attempts a WHERE a.order_id = upd.id AND a.outcome = 'in_doubt'
-                                          AND a.number > upd.settled_through) AS uncertain
-FROM upd, att
+SELECT upd.*, att.id AS attempt_id, att.marked, unc.uncertain FROM upd, att, unc
 """
+
+# Right before a create request goes out (when the claim did not mark it): its attempt is marked as sending, fenced by
+# the claim (still this worker's, its lease not run out, the attempt not finished by a recovery). Nothing returned:
+# the worker must not send. A recovery that takes the claim at the same moment waits for this row, and reads the mark.
+MARK_SENDING = """
+UPDATE attempts a SET sent_at = clock_timestamp()
+WHERE a.id = %(attempt_id)s AND a.finished_at IS NULL
+  AND EXISTS (SELECT 1 FROM orders o WHERE o.id = %(id)s AND o.status = 'placing' AND o.claim_token = %(claim_token)s
+                                      AND o.lease_until > clock_timestamp())
+RETURNING a.id
+"""
+# The create request was answered and made nothing (a 401), and another follows after a fresh token: until it goes,
+# nothing is being sent.
+UNMARK_SENDING = "UPDATE attempts SET sent_at = NULL WHERE id = %(attempt_id)s AND finished_at IS NULL RETURNING id"
 
 # An attempt's outcome under its claim (fenced by the claim's token). The attempt keeps the key its create request
 # carried; the order keeps the key its next request carries (a per-answer key may have been renewed) and when the
@@ -91,13 +110,13 @@ WITH att AS (
                         latency_ms = %(latency_ms)s, outcome = %(outcome)s, error = %(error)s,
                         idempotency_key = coalesce(%(attempt_key)s, idempotency_key)
     WHERE id = %(attempt_id)s AND finished_at IS NULL
-    RETURNING started_at
+    RETURNING coalesce(sent_at, started_at) AS sent_at
 ), upd AS (
     UPDATE orders o
     SET status = %(to_status)s,
         provider_key = coalesce(%(next_key)s, o.provider_key),
         key_sent_at = CASE WHEN %(next_key)s::uuid IS NOT NULL THEN NULL
-                           WHEN %(key_sent)s THEN coalesce(o.key_sent_at, (SELECT started_at FROM att))
+                           WHEN %(key_sent)s THEN coalesce(o.key_sent_at, (SELECT sent_at FROM att))
                            ELSE o.key_sent_at END,
         settled_through = CASE WHEN %(to_status)s = 'failed' THEN o.attempt_count ELSE o.settled_through END,
         provider_ref = coalesce(%(provider_ref)s, o.provider_ref),
@@ -152,7 +171,7 @@ RETURNING o.id, o.provider
 # the current key was first sent, supposing the lost call sent it.
 EXPIRED_LEASES = """
 SELECT o.id, o.provider,
-       coalesce(o.key_sent_at, (SELECT min(a.started_at) FROM attempts a
+       coalesce(o.key_sent_at, (SELECT min(coalesce(a.sent_at, a.started_at)) FROM attempts a
                                 WHERE a.order_id = o.id AND a.finished_at IS NULL)) AS key_sent_at
 FROM orders o
 WHERE o.status = 'placing' AND o.lease_until < clock_timestamp()
@@ -160,26 +179,45 @@ ORDER BY o.lease_until
 LIMIT %(limit)s
 """
 
-# Take back an expired claim (checked again under the row's lock: its worker may have renewed it meanwhile). Its
-# unfinished attempt may have made the order: in_doubt, until a late answer says otherwise.
+# Take back an expired claim (checked again under the row's lock: its worker may have renewed it meanwhile). What its
+# unfinished attempt did is read here, under the lock, from the attempt's own row: marked as sending (it may have made
+# the order: in_doubt, or placed again where %(to_status)s, the provider's policy, says that is safe), or not (the
+# worker was lost while it waited, before anything was sent: retryable, and the order is placed again now). An
+# attempt a late answer finished first is judged by what it recorded.
 RECOVER_LEASE = """
 WITH old AS (
     SELECT id FROM orders WHERE id = %(id)s AND status = 'placing' AND lease_until < clock_timestamp() FOR UPDATE
 ), att AS (
-    UPDATE attempts SET finished_at = clock_timestamp(), outcome = 'in_doubt',
-                        error = '{"kind": "in_doubt", "message": "the worker was lost during the call"}'
+    UPDATE attempts SET finished_at = clock_timestamp(),
+                        outcome = CASE WHEN sent_at IS NULL THEN 'retryable' ELSE 'in_doubt' END,
+                        error = jsonb_build_object(
+                            'kind', CASE WHEN sent_at IS NULL THEN 'retryable' ELSE 'in_doubt' END,
+                            'message', CASE WHEN sent_at IS NULL
+                                            THEN 'not sent: the worker was lost before its create request went out'
+                                            ELSE 'the worker was lost during the call' END)
     WHERE order_id IN (SELECT id FROM old) AND finished_at IS NULL
-    RETURNING started_at
+    RETURNING sent_at
+), fate AS (
+    SELECT coalesce((SELECT bool_or(sent_at IS NOT NULL) FROM att),
+                    (SELECT a.sent_at IS NOT NULL OR a.outcome = 'in_doubt' FROM attempts a, old
+                     WHERE a.order_id = old.id ORDER BY a.number DESC LIMIT 1),
+                    false) AS sent,
+           (SELECT min(sent_at) FROM att) AS first_sent
 ), upd AS (
-    UPDATE orders o SET status = %(to_status)s, due_at = %(due_at)s, expected_at = NULL, lease_until = NULL,
-                        claim_token = NULL, key_sent_at = coalesce(o.key_sent_at, (SELECT min(started_at) FROM att)),
-                        updated_at = clock_timestamp()
-    FROM old WHERE o.id = old.id
-    RETURNING o.id
+    UPDATE orders o SET status = CASE WHEN fate.sent THEN %(to_status)s ELSE 'queued' END,
+                        due_at = CASE WHEN fate.sent THEN %(due_at)s ELSE clock_timestamp() END,
+                        expected_at = NULL, lease_until = NULL, claim_token = NULL,
+                        key_sent_at = coalesce(o.key_sent_at, fate.first_sent), updated_at = clock_timestamp()
+    FROM old, fate WHERE o.id = old.id
+    RETURNING o.id, o.status, fate.sent
 )
 INSERT INTO order_events (order_id, from_status, to_status, reason)
-SELECT id, 'placing', %(to_status)s, %(reason)s FROM upd
-RETURNING order_id
+SELECT id, 'placing', status,
+       CASE WHEN sent THEN %(reason)s
+            ELSE 'lease expired before anything was sent (the worker was lost while it waited: a token, a rate turn, '
+                 'a seat); placed again' END
+FROM upd
+RETURNING order_id, to_status
 """
 
 # A worker renews the leases of the claims it holds while their calls are in flight; returns the ones still held.
@@ -310,21 +348,47 @@ ORDER BY created_at DESC, id
 LIMIT %(limit)s OFFSET %(offset)s
 """
 
-# Give a claim back without a call (the provider's circuit is open, or its calls are capped): the attempt row
-# goes, the order is due again later.
+# Give a claim back without a call (the provider's shared limits held it back mid-attempt: a pause, a turn too far
+# away): fenced by the claim, the order is due again later and its unsent attempt goes (it is no attempt). A worker
+# that lost its claim changes nothing, so no attempt another worker or a recovery finished (and counted) can vanish.
 DEFER = """
-WITH att AS (
-    DELETE FROM attempts WHERE id = %(attempt_id)s
-), upd AS (
+WITH upd AS (
     UPDATE orders SET status = %(to_status)s, attempt_count = attempt_count - 1, claim_token = NULL,
                       lease_until = NULL, due_at = %(due_at)s, expected_at = %(expected_at)s,
                       updated_at = clock_timestamp()
     WHERE id = %(id)s AND status = 'placing' AND claim_token = %(claim_token)s
+      AND EXISTS (SELECT 1 FROM attempts WHERE id = %(attempt_id)s AND finished_at IS NULL AND sent_at IS NULL)
     RETURNING id
+), att AS (
+    DELETE FROM attempts WHERE id = %(attempt_id)s AND EXISTS (SELECT 1 FROM upd)
 )
 INSERT INTO order_events (order_id, from_status, to_status, reason)
 SELECT id, 'placing', %(to_status)s, %(reason)s FROM upd
+RETURNING order_id
 """
+
+# Before a claim: the provider's limits hold a due order back (paused, its ceiling full, its turn booked later), so it
+# is due again later, with an event; nothing is claimed and no attempt is made. An order not due or already taken (a
+# stray message) is left as it is.
+POSTPONE = f"""
+WITH upd AS (
+    UPDATE orders SET due_at = %(due_at)s, expected_at = %(expected_at)s, updated_at = clock_timestamp()
+    WHERE id = %(id)s AND {DUE} AND due_at <= clock_timestamp()
+    RETURNING id, status
+)
+INSERT INTO order_events (order_id, from_status, to_status, reason)
+SELECT id, status, status, %(reason)s FROM upd
+RETURNING order_id, to_status
+"""
+
+# Orders waiting for a seat of their provider's ceiling that may call now: due at once (each gets a message).
+WAKE = f"""
+UPDATE orders SET due_at = clock_timestamp(), expected_at = clock_timestamp()
+WHERE id = ANY(%(ids)s) AND {DUE}
+RETURNING id
+"""
+
+PROVIDER_OF = "SELECT provider FROM orders WHERE id = %(id)s"
 
 # Back to queued for a new round of attempts (an operator's retry, or a scheduled retry round). ``settle``: an
 # operator checked that the provider holds nothing, so no earlier attempt leaves it uncertain and a new key is safe.
@@ -515,26 +579,38 @@ WITH due AS (
 UPDATE notifications n SET swept_at = clock_timestamp() FROM due WHERE n.id = due.id RETURNING n.id
 """
 
+# One try of a delivery at a time: the try holds the delivery for its lease (longer than the longest try) and a
+# token of its own; only the holder of the token records the try's result.
 CLAIM_NOTIFICATION = """
 UPDATE notifications n SET next_attempt_at = clock_timestamp() + make_interval(secs => %(lease)s),
+                         claim_token = gen_random_uuid(),
                          swept_at = NULL  -- its message was taken: a later try gets a message of its own
 WHERE n.id = %(id)s AND n.status = 'pending' AND n.next_attempt_at <= clock_timestamp()
   AND NOT EXISTS (SELECT 1 FROM notifications e WHERE e.order_id = n.order_id AND e.status = 'pending' AND e.id < n.id)
-RETURNING n.id, n.event_id, n.order_id, n.target, n.body, n.attempts, n.deadline
+RETURNING n.id, n.event_id, n.order_id, n.target, n.body, n.attempts, n.deadline, n.claim_token
 """
 
+# A try's result, fenced by its token: a try that outlived its lease (its process was frozen) while another took the
+# delivery changes nothing, so `delivered` is final and a late failure cannot make it pending again. Every try is
+# kept in the log all the same.
 RECORD_NOTIFICATION_ATTEMPT = """
-WITH att AS (
+WITH upd AS (
+    UPDATE notifications SET attempts = attempts + 1,
+           status = CASE WHEN %(delivered)s THEN 'delivered'
+                         WHEN clock_timestamp() + make_interval(secs => %(retry_in)s) > deadline THEN 'expired'
+                         ELSE 'pending' END,
+           delivered_at = CASE WHEN %(delivered)s THEN clock_timestamp() END,
+           next_attempt_at = clock_timestamp() + make_interval(secs => %(retry_in)s),
+           claim_token = NULL
+    WHERE id = %(id)s AND claim_token = %(claim_token)s AND status = 'pending'
+    RETURNING id
+), att AS (
     INSERT INTO notification_attempts (notification_id, http_status, latency_ms, error)
-    VALUES (%(id)s, %(http_status)s, %(latency_ms)s, %(error)s)
+    SELECT %(id)s, %(http_status)s::integer, %(latency_ms)s::double precision,
+           CASE WHEN EXISTS (SELECT 1 FROM upd) THEN %(error)s::text
+                ELSE concat_ws('; ', %(error)s::text, 'a try that outlived its lease: its result not counted') END
 )
-UPDATE notifications SET attempts = attempts + 1,
-       status = CASE WHEN %(delivered)s THEN 'delivered'
-                     WHEN clock_timestamp() + make_interval(secs => %(retry_in)s) > deadline THEN 'expired'
-                     ELSE 'pending' END,
-       delivered_at = CASE WHEN %(delivered)s THEN clock_timestamp() END,
-       next_attempt_at = clock_timestamp() + make_interval(secs => %(retry_in)s)
-WHERE id = %(id)s
+SELECT EXISTS (SELECT 1 FROM upd) AS recorded
 """
 
 ORDER_NOTIFICATIONS = """
@@ -547,7 +623,7 @@ FROM notifications n WHERE n.order_id = %(order_id)s ORDER BY n.id
 """
 
 REDELIVER_LATEST = """
-UPDATE notifications SET status = 'pending', next_attempt_at = clock_timestamp(), swept_at = NULL,
+UPDATE notifications SET status = 'pending', next_attempt_at = clock_timestamp(), swept_at = NULL, claim_token = NULL,
        deadline = greatest(deadline, clock_timestamp() + make_interval(secs => %(deadline)s))
 WHERE id = (SELECT max(id) FROM notifications WHERE order_id = %(order_id)s)
 RETURNING id

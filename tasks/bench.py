@@ -23,8 +23,17 @@ def noop() -> None:
     """Nothing: what Celery itself costs per message."""
 
 
-async def unfenced() -> None:
-    """The naive design takes no claim, so it has none to lose before it sends."""
+class Unfenced:
+    """The naive design takes no claim, so it has none to lose, and no mark to write, before it sends."""
+
+    async def before(self) -> None:
+        return None
+
+    async def pace(self) -> None:
+        return None
+
+    async def nothing_made(self) -> None:
+        return None
 
 
 @app.task(name="bench.naive_place", acks_late=True)
@@ -46,7 +55,7 @@ def naive_place(provider_id: str, order: dict, idempotency_key: str) -> str:
         try:
             sending = provider_http.Sending(str(key), provider.KEY, uncertain=False)
             return await provider_http.place(
-                provider, http, settings.providers[provider_id], order, sending, fence=unfenced
+                provider, http, settings.providers[provider_id], order, sending, fence=Unfenced()
             )
         finally:
             await http.close()

@@ -60,19 +60,29 @@ def clean_errors(fn):
 
 
 def send_place(order_id: uuid.UUID | str, provider: str, countdown: float | None = None) -> None:
-    """A message to place one order, on its provider's queue; it carries nothing but the order id."""
-    place.apply_async((str(order_id),), queue=provider_queue(provider), countdown=countdown)
+    """A message to place one order, on its provider's queue; it carries nothing but the order's id and provider."""
+    place.apply_async((str(order_id), provider), queue=provider_queue(provider), countdown=countdown)
 
 
 def _follow(step: pipeline.Next) -> dict:
     """Do what the pipeline asked for: place now, or send a message that arrives when the order is due."""
     rt = runtime.current()
-    while step.claim or step.place_now:
-        step = pipeline.attempt(rt, step.claim) if step.claim else pipeline.place(rt, step.order_id)
+    woken: list[tuple[uuid.UUID, str]] = []
+    while True:
+        woken += [(order_id, step.provider) for order_id in step.wake]
+        if not (step.claim or step.place_now):
+            break
+        step = (
+            pipeline.attempt(rt, step.claim)
+            if step.claim
+            else pipeline.place(rt, step.order_id, provider=step.provider)
+        )
     if step.notification:
         deliver.apply_async((step.notification,), queue=QUEUE_NOTIFICATIONS)
     if step.countdown is not None and step.provider:
         send_place(step.order_id, step.provider, step.countdown)
+    for order_id, provider in woken:  # orders that waited for a seat this call gave back
+        send_place(order_id, provider)
     return {"order_id": str(step.order_id), "status": step.status}
 
 
@@ -117,9 +127,10 @@ def submit(*args, **job) -> dict:
 
 @app.task(name=TASK_PLACE, **RETRY)
 @clean_errors
-def place(order_id: str) -> dict:
-    """Claim and place one order by id; a message for an order not due or already taken does nothing."""
-    return _follow(pipeline.place(runtime.current(), order_id))
+def place(order_id: str, provider: str | None = None) -> dict:
+    """Claim and place one order by id (``provider``: its provider, as its queue says; read from the row when a
+    message of an older orderrelay has none); a message for an order not due or already taken does nothing."""
+    return _follow(pipeline.place(runtime.current(), order_id, provider=provider))
 
 
 @app.task(name=TASK_SWEEP, **HOUSEKEEPING)

@@ -7,6 +7,7 @@ the process, so one process keeps hundreds of calls in flight over one connectio
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import socket
@@ -66,7 +67,14 @@ class Runtime:
         )
         self.db = make_pool(settings.database_url, settings.db_pool_size)
         self.leases = Leases(self.db, settings.lease_seconds)
-        self.limits = SharedLimits(settings.broker_url, settings.rate_limits, settings.concurrency_limits)
+        self.limits = SharedLimits(
+            settings.broker_url,
+            settings.rate_limits,
+            settings.concurrency_limits,
+            seat_lease=settings.longest_attempt + 60.0,  # a seat outlives the longest call; a dead worker's, no more
+            horizon=settings.countdown_horizon,
+            sweep_interval=settings.sweep_interval,
+        )
         self.notes = pending.client_for(settings.broker_url)  # jobs the producer noted, until they are rows
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="orderrelay-loop", daemon=True)
@@ -74,11 +82,17 @@ class Runtime:
         self.http: Http = self.run(self._make_http())
 
     async def _make_http(self) -> Http:
-        return Http(self.settings)
+        return Http(self.settings, pace=self.limits.pace)  # token grants, lookups and follow-ups take turns too
 
     def run(self, coro: Any, timeout: float | None = None) -> Any:
-        """Run a coroutine on the process's loop and wait for its result from this thread."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        """Run a coroutine on the process's loop and wait for its result from this thread (cancelled after
+        ``timeout`` seconds, if given)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         try:

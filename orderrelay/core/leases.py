@@ -1,16 +1,14 @@
-"""The claims a worker process holds, kept alive while their calls are in flight, and the fence before a send.
+"""The claims a worker process holds, kept alive while their calls are in flight.
 
 A claim's lease (``ORDERRELAY_LEASE_SECONDS``) is renewed every third of it, for every claim the process holds,
 in one statement. A process that is frozen (SIGSTOP, a long pause) or cut off from Postgres renews nothing, so
-its claims run out and the sweep takes them back. Before a create request goes out, the worker looks at what it
-knows of the lease: with less than half of it left (a freeze, a slow token grant), it renews that claim first,
-and when the claim was taken it does not send (``ClaimLost``). Every write under a claim is fenced by its token in
-SQL as well, so a worker that lost its claim cannot record an outcome as if it still held it.
+its claims run out and the sweep takes them back. Every write under a claim is fenced by its token in SQL, the
+mark written right before a create request goes out among them (``orderrelay.core.pipeline``'s fence), so a worker
+that lost its claim neither sends nor records an outcome as if it still held it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -18,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from orderrelay.foundation.errors import ClaimLost
 from orderrelay.store import orders as store
 
 log = logging.getLogger("orderrelay.core.leases")
@@ -68,27 +65,6 @@ class Leases:
                 held.expires = start + self.lease
             else:
                 held.lost = True
-
-    def ensure(self, held: Held) -> bool:
-        """Whether the claim is still ours, renewing it first when half its lease is spent. A claim that cannot be
-        confirmed (Postgres unreachable) counts as lost: better not to send than to send twice."""
-        if held.lost:
-            return False
-        if held.expires - time.monotonic() > self.lease / 2:
-            return True
-        try:
-            self.renew([held])
-        except Exception:
-            log.warning("order %s: could not renew the claim before sending; not sending", held.order_id)
-            return False
-        return not held.lost
-
-    async def fence(self, held: Held) -> None:
-        """Raise ClaimLost unless this worker still holds the claim (asked of Postgres only when in question)."""
-        if held.lost or (
-            held.expires - time.monotonic() <= self.lease / 2 and not await asyncio.to_thread(self.ensure, held)
-        ):
-            raise ClaimLost(f"order {held.order_id}: the claim was taken while this worker was away")
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease / 3):

@@ -1,64 +1,131 @@
 """Providers' limits, shared by every worker process on every host: a request rate, a ceiling on calls in flight,
-and a pause a provider asked for (429 / Retry-After), each kept in the broker's Redis by one atomic script.
+and a pause a provider asked for (429 / Retry-After) or a worker's open circuit, kept in the broker's Redis.
 
-The rate is a paced token bucket (GCRA, on Redis's clock): ``20/second`` spaces calls 50 ms apart, with a burst
-of 1 unless the deployment names one (``20/second:5``). A moving window, as the ``limits`` library keeps, would let
-all 20 go in the same millisecond, which a provider that enforces a token bucket answers with 429s (the first
-version of the test above showed it). A call whose turn is less than a second away waits for it in its thread; a
-later one is deferred.
+What they promise, and how:
 
-An order held back by any of them is deferred without a call and is not counted as an attempt (the pipeline's
-``_defer``). If Redis cannot answer, each worker falls back to its own per-process caps (the in-flight cap and the
-circuit breaker of ``foundation.breaker``) and says so in its log and in ``status``; no order is lost or doubled
-because of a limiter: a limiter only ever delays a call.
+- **One look is one take.** Whether an order may call now is decided by one script on Redis's clock that looks at
+  the pause, the ceiling and the rate and, when the call may go, takes its seat and its turn in the same step: a
+  herd of callers (a sweep's batch, a cold start) cannot all pass a look and then crowd the turns.
+- **The rate** is a paced token bucket (GCRA): ``20/second`` spaces calls 50 ms apart, with a burst of 1 unless the
+  deployment names one (``20/second:5``). A turn less than LONGEST_WAIT away is waited for right before the create
+  request goes out; a farther one is *booked* for the order, which is deferred until just before it (so a backlog
+  drains at the rate with each order deferred once or twice, not spinning). A create request that comes later than
+  its turn (a token grant or a lookup took the time) takes a fresh one rather than crowd the next. Token grants,
+  lookups and follow-up reads take turns too (``pace``).
+- **The ceiling** is a sorted set of seats, each leased on Redis's clock for as long as the longest attempt may take,
+  and freed when the call ends. An order that finds it full waits (deferred without a call) until a call of that
+  provider ends, which wakes the first waiters, or at most FULL_RETRY seconds.
+- **A pause** holds every worker's calls of that provider until the time the provider named (bounded by
+  ``providers.base.LONGEST_RETRY_AFTER``; ``orderrelay limits resume`` lifts one); the orders it holds come back
+  spread over PAUSE_SPREAD seconds after it ends, so the end of a pause is not a herd.
+
+An order held back is deferred without a call and is not counted as an attempt (``orderrelay.core.pipeline``). If
+Redis cannot answer, each worker falls back to its own per-process caps (``foundation.breaker``) and says so in its
+log and in ``status``: a limiter only ever delays a call, so no order is lost or doubled because of one. Nothing
+here raises past the code that records a call's outcome: ``leave`` and ``pause`` log what they cannot do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from dataclasses import dataclass
 
 import redis
 
+from orderrelay.foundation.errors import HeldBack
 from orderrelay.foundation.options import parse_rate
+from orderrelay.providers.base import bounded_wait
 
 log = logging.getLogger("orderrelay.limits")
 
 PREFIX = "orderrelay:limits"
-# A call holds a seat of its provider's ceiling until it ends, or until LEASE seconds have passed (a worker that
-# died mid-call frees its seat by then).
-LEASE = 300.0
-SEAT = """
-redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
-if redis.call('zcard', KEYS[1]) < tonumber(ARGV[3]) then
-    redis.call('zadd', KEYS[1], ARGV[2], ARGV[4])
-    redis.call('pexpire', KEYS[1], ARGV[5])
-    return 1
+LONGEST_WAIT = 1.0  # seconds: a turn this near is waited for, right before the request; a farther one is booked
+LATE = 0.010  # seconds: a create request later than this for its turn takes a fresh turn
+LEAD = 0.25  # seconds before its booked turn a deferred order is due again, to be in hand when the turn comes
+BOOK_AHEAD = 3600.0  # seconds: turns are booked at most this far ahead; an order behind them waits unbooked
+FULL_RETRY = 30.0  # seconds at most a waiter for a full ceiling waits when no call of its provider ends meanwhile
+PAUSE_SPREAD = 10.0  # seconds over which the orders a pause held come back after it
+SHORTEST_DEFER = 0.1  # seconds: no deferral is shorter (a deferral of 0 would be a loop)
+
+# The one decision: KEYS pause, seats, rate, booked, waiters. ARGV: [1] the order (its booked turn; '' for none),
+# [2] a seat id, [3] the ceiling (0: none), [4] the seat's lease (ms), [5] the rate's spacing (ms; 0: none),
+# [6] the burst, [7] LONGEST_WAIT (ms), [8] how far ahead a turn may be booked (ms; 0: never), [9] LATE (ms).
+# Returns {kind, ms, detail}:
+#   paused  ms left, the pause's reason          full    ms until the first seat's lease ends (the order now waits)
+#   booked  ms until the order's booked turn     far     ms until the next turn (nothing taken: beyond booking)
+#   ok      ms until the turn now taken, '1' if a seat was taken
+ENTER = """
+local t = redis.call('time')
+local now = t[1] * 1000 + t[2] / 1000
+local left = redis.call('pttl', KEYS[1])
+if left > 0 then
+    return {'paused', tostring(left), redis.call('get', KEYS[1]) or ''}
 end
-return 0
-"""
-# The rate: the key holds the theoretical arrival time (TAT, ms on Redis's clock). ARGV: the spacing in ms, the
-# burst, 1 to take the turn (else only look). Returns the ms until the next turn (until this caller's, if taken).
-TURN = """
-local now_parts = redis.call('time')
-local now = now_parts[1] * 1000 + now_parts[2] / 1000
-local spacing, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('get', KEYS[1]) or '0')
-if tat < now then tat = now end
-local wait = tat - spacing * (burst - 1) - now
-if wait < 0 then wait = 0 end
-if ARGV[3] == '1' then
-    redis.call('set', KEYS[1], tostring(tat + spacing), 'PX', math.ceil(tat + spacing - now) + 1000)
+local ceiling = tonumber(ARGV[3])
+if ceiling > 0 then
+    redis.call('zremrangebyscore', KEYS[2], '-inf', now)
+    if redis.call('zcard', KEYS[2]) >= ceiling then
+        local first = redis.call('zrange', KEYS[2], 0, 0, 'WITHSCORES')
+        if ARGV[1] ~= '' then
+            redis.call('zadd', KEYS[5], 'NX', now, ARGV[1])
+            redis.call('pexpire', KEYS[5], tonumber(ARGV[4]) + 60000)
+        end
+        return {'full', tostring(tonumber(first[2]) - now), ''}
+    end
 end
-return tostring(wait)
+local wait = 0
+local spacing = tonumber(ARGV[5])
+if spacing > 0 then
+    local longest = tonumber(ARGV[7])
+    local booked = -1
+    if ARGV[1] ~= '' then booked = tonumber(redis.call('hget', KEYS[4], ARGV[1]) or '-1') end
+    if booked >= 0 and booked - now > longest then
+        return {'booked', tostring(booked - now), ''}
+    end
+    if booked >= 0 then redis.call('hdel', KEYS[4], ARGV[1]) end
+    if booked >= now - tonumber(ARGV[9]) then
+        wait = math.max(0, booked - now)
+    else
+        local tat = math.max(tonumber(redis.call('get', KEYS[3]) or '0'), now)
+        local at = math.max(tat - spacing * (tonumber(ARGV[6]) - 1), now)
+        wait = at - now
+        if wait > longest and wait > tonumber(ARGV[8]) then
+            return {'far', tostring(wait), ''}
+        end
+        local ttl = math.ceil(tat + spacing - now) + 60000
+        redis.call('set', KEYS[3], string.format('%.3f', tat + spacing), 'PX', ttl)
+        if wait > longest then
+            redis.call('hset', KEYS[4], ARGV[1], string.format('%.3f', at))
+            if redis.call('pttl', KEYS[4]) < ttl then redis.call('pexpire', KEYS[4], ttl) end
+            return {'booked', tostring(wait), ''}
+        end
+    end
+end
+if ceiling > 0 then
+    redis.call('zadd', KEYS[2], now + tonumber(ARGV[4]), ARGV[2])
+    redis.call('pexpire', KEYS[2], tonumber(ARGV[4]) + 60000)
+    redis.call('zrem', KEYS[5], ARGV[1])
+    return {'ok', tostring(wait), '1'}
+end
+return {'ok', tostring(wait), '0'}
 """
-# An order whose provider's next turn is further away than this is deferred without a call; a nearer one is
-# claimed, and its create request waits for its turn, taken right before it goes out (after the token grant, so
-# calls that waited for a token do not go out together).
-LONGEST_WAIT = 1.0
+# A call ended: its seat goes back, and as many waiters as seats are free are woken. KEYS seats, waiters;
+# ARGV the seat, the ceiling. Returns the woken orders.
+LEAVE = """
+redis.call('zrem', KEYS[1], ARGV[1])
+local t = redis.call('time')
+redis.call('zremrangebyscore', KEYS[1], '-inf', t[1] * 1000 + t[2] / 1000)
+local free = tonumber(ARGV[2]) - redis.call('zcard', KEYS[1])
+if free < 1 then return {} end
+local popped = redis.call('zpopmin', KEYS[2], free)
+local woken = {}
+for i = 1, #popped, 2 do woken[#woken + 1] = popped[i] end
+return woken
+"""
 # A pause is kept at the latest time any provider answer named.
 PAUSE = """
 local left = redis.call('pttl', KEYS[1])
@@ -68,139 +135,253 @@ return 1
 
 
 def redis_key(kind: str, provider: str) -> str:
-    """The Redis key of one of a provider's limits: its ``rate`` (TAT), its ``seats``, its ``pause``."""
+    """The Redis key of one of a provider's limits: its ``rate`` (TAT), ``seats``, ``pause``, the turns ``booked``
+    for deferred orders, and the orders ``waiting`` for a seat."""
     return f"{PREFIX}:{kind}:{provider}"
+
+
+def _keys(provider: str) -> list[str]:
+    return [redis_key(kind, provider) for kind in ("pause", "seats", "rate", "booked", "waiting")]
 
 
 @dataclass(frozen=True)
 class Pass:
-    """Whether a call may go now; if not, in how many seconds to try again and why; ``seat`` to give back."""
+    """Whether a call may go now: if so, its ``seat`` to give back and when its ``turn`` is (``time.monotonic()``;
+    None without a rate); if not, in how many seconds to try again, why, and whether the order is ``waiting`` for a
+    seat (a call that ends wakes it)."""
 
     allowed: bool
     defer: float = 0.0
     why: str = ""
     seat: str | None = None
+    turn: float | None = None
+    waiting: bool = False
+
+    def now(self) -> bool:
+        """Whether nothing is left to wait for before the call (its turn has come)."""
+        return self.turn is None or self.turn <= time.monotonic()
 
 
 class SharedLimits:
-    """One per worker process, over the broker's Redis (none for another broker: per-process caps only)."""
+    """One per worker process, over the broker's Redis (none for another broker: per-process caps only).
 
-    def __init__(self, broker_url: str, rates: dict[str, str], ceilings: dict[str, int]):
+    ``seat_lease``: how long a seat is kept for a call that never ends (its worker died): the longest an attempt may
+    take. ``horizon`` and ``sweep_interval`` say how a deferred order comes back (a countdown within the horizon,
+    else the sweep), so that it is due again just before its booked turn."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        rates: dict[str, str],
+        ceilings: dict[str, int],
+        *,
+        seat_lease: float = 900.0,
+        horizon: float = 20.0,
+        sweep_interval: float = 15.0,
+    ):
         self.rates = {provider: parse_rate(rate) for provider, rate in rates.items()}
         self.named = dict(rates)
         self.ceilings = dict(ceilings)
+        self.seat_lease = seat_lease
+        self.horizon, self.sweep_interval = horizon, sweep_interval
         self.degraded: str | None = None  # why the shared limits are not in force right now
+        self._stray: dict[tuple[str, str], float] = {}  # seats a lost answer may have taken: (provider, seat) -> when
         self.redis = None
         if broker_url.startswith(("redis://", "rediss://")):  # a pause a provider asks for holds even unlimited ones
             self.redis = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+            self._enter = self.redis.register_script(ENTER)
+            self._leave = self.redis.register_script(LEAVE)
         elif rates or ceilings:
             self.degraded = "the broker is not Redis: per-process caps only"
 
-    def enter(self, provider: str) -> Pass:
-        """Take a seat and a request of ``provider``'s limits, or say how long to wait."""
+    def _decide(self, provider: str, order: str, seat: str | None, *, book: bool) -> tuple[str, float, str, float]:
+        """Run the decision; (kind, seconds, detail, ``time.monotonic()`` when Redis answered)."""
+        spacing, burst = self.rates.get(provider, (0.0, 1))
+        args = [
+            order,
+            seat or "",
+            self.ceilings.get(provider, 0) if seat else 0,
+            int(self.seat_lease * 1000),
+            spacing * 1000,
+            burst,
+            LONGEST_WAIT * 1000,
+            BOOK_AHEAD * 1000 if book else 0,
+            LATE * 1000,
+        ]
+        kind, ms, detail = self._enter(keys=_keys(provider), args=args)
+        return kind.decode(), float(ms) / 1000, detail.decode("utf-8", "replace"), time.monotonic()
+
+    def enter(self, provider: str, order: str = "") -> Pass:
+        """Whether ``order`` may call ``provider`` now (its seat and its turn taken if so), or how long to defer it."""
         if self.redis is None:
             return Pass(True)
+        seat = uuid.uuid4().hex if provider in self.ceilings else None
+        if self._stray:
+            self._tidy()
         try:
-            pause = redis_key("pause", provider)
-            why, paused = self.redis.pipeline().get(pause).pttl(pause).execute()
-            if paused > 0:
-                return Pass(False, paused / 1000, f"{provider} is paused for every worker: {(why or b'').decode()}")
-            seat = None
-            if provider in self.ceilings:
-                seat = uuid.uuid4().hex
-                now = time.time()
-                key = redis_key("seats", provider)
-                taken = self.redis.eval(
-                    SEAT, 1, key, now, now + LEASE, self.ceilings[provider], seat, int(LEASE * 1000)
-                )
-                if not taken:
-                    return Pass(False, 0.5, f"{provider}'s ceiling of {self.ceilings[provider]} calls in flight")
-            if provider in self.rates:
-                wait = self._turn(provider, take=False)
-                if wait > LONGEST_WAIT:
-                    self.leave(provider, seat)
-                    return Pass(False, wait, f"{provider}'s rate of {self.named[provider]}")
+            kind, seconds, detail, answered = self._decide(provider, order, seat, book=bool(order))
         except redis.RedisError as exc:
             self._away(exc)
+            if seat is not None:  # the script may yet run and take it (its answer was lost, not its command)
+                self._stray[(provider, seat)] = time.monotonic()
             return Pass(True)
-        if self.degraded:
-            log.warning("shared provider limits in force again")
-            self.degraded = None
-        return Pass(True, seat=seat)
+        self._back()
+        if kind != "ok":
+            return self._held(provider, order, kind, seconds, detail)
+        turn = answered + seconds if provider in self.rates else None
+        return Pass(True, seat=seat if detail == "1" else None, turn=turn)
 
-    def _turn(self, provider: str, *, take: bool) -> float:
-        spacing, burst = self.rates[provider]
-        key = redis_key("rate", provider)
-        return float(self.redis.eval(TURN, 1, key, spacing * 1000, burst, "1" if take else "0")) / 1000
+    def _held(self, provider: str, order: str, kind: str, seconds: float, detail: str) -> Pass:
+        """What a decision other than "ok" means: how long to defer the order, and why."""
+        if kind == "paused":
+            return Pass(False, self._spread(seconds), f"{provider} is paused for every worker: {detail}")
+        if kind == "full":
+            why = f"{provider}'s ceiling of {self.ceilings[provider]} calls in flight"
+            return Pass(False, max(SHORTEST_DEFER, min(FULL_RETRY, seconds)), why, waiting=True)
+        rate = f"{provider}'s rate of {self.named[provider]}"
+        if kind == "booked":
+            return Pass(False, self._due_before(seconds), f"{rate}: its turn is booked, {seconds:.1f}s from now")
+        # beyond the turns that may be booked: back when its turn can be
+        defer = seconds - BOOK_AHEAD + 1.0 if order else seconds
+        return Pass(False, max(SHORTEST_DEFER, defer), f"{rate}: the next turn is {seconds:.0f}s away")
 
-    async def turn(self, provider: str) -> None:
-        """Wait for ``provider``'s next turn and take it: right before a create request goes out."""
-        if self.redis is None or provider not in self.rates:
+    def _due_before(self, seconds: float) -> float:
+        """How long to defer an order whose booked turn is ``seconds`` away, so that it is in hand at its turn: a
+        countdown within the horizon; beyond it the sweep sends it, up to a sweep interval late, so earlier."""
+        if seconds - LEAD <= self.horizon:
+            return max(SHORTEST_DEFER, seconds - LEAD)
+        return seconds - min(self.horizon, self.sweep_interval + 2.0)
+
+    @staticmethod
+    def _spread(seconds: float) -> float:
+        """When an order a pause holds comes back: after the pause, at a random point of the following second or
+        more (as long as the pause, up to PAUSE_SPREAD), so that its end is no herd."""
+        return seconds + random.uniform(0.0, min(PAUSE_SPREAD, max(1.0, seconds)))
+
+    async def pace(self, provider: str, order: str = "") -> None:
+        """Before a request that is not the order's first: wait for the provider's next turn and take it, or raise
+        HeldBack (paused, or the turn too far away: one is then booked for ``order``, which is deferred until just
+        before it and makes that request first when it comes back). A Redis that cannot answer holds nothing back."""
+        if self.redis is None:
             return
-        asked = time.monotonic()
         try:
-            wait = await asyncio.to_thread(self._turn, provider, take=True)
+            kind, seconds, detail, answered = await asyncio.to_thread(
+                self._decide, provider, order, None, book=bool(order)
+            )
         except redis.RedisError as exc:
             self._away(exc)
             return
-        # the turn is at (when Redis answered + wait): count from when it was asked, not from when the answer got
-        # back to this coroutine, so a busy thread pool or loop does not push calls together
-        await asyncio.sleep(max(0.0, asked + wait - time.monotonic()))
+        if kind != "ok":
+            held = self._held(provider, order, kind, seconds, detail)
+            raise HeldBack(held.why, retry_after=held.defer)
+        if seconds > 0:
+            await asyncio.sleep(max(0.0, answered + seconds - time.monotonic()))
 
-    def leave(self, provider: str, seat: str | None) -> None:
-        """Give the call's seat back."""
+    async def turn(self, provider: str, at: float | None, order: str = "") -> None:
+        """Before an attempt's first request (a token grant, a lookup or the create): wait for the turn the order was
+        given (``at``, monotonic), or take a fresh one when it has passed by more than LATE (something else took the
+        time), so that a late request never goes out on top of the next one's turn."""
+        if provider not in self.rates or self.redis is None or at is None:
+            return
+        if time.monotonic() > at + LATE:
+            await self.pace(provider, order)
+            return
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+
+    def leave(self, provider: str, seat: str | None) -> list[str]:
+        """Give the call's seat back; returns the orders waiting for a seat that may call now (to be sent again)."""
         if seat is None or self.redis is None:
-            return
+            return []
         try:
-            self.redis.zrem(redis_key("seats", provider), seat)
+            keys = [redis_key("seats", provider), redis_key("waiting", provider)]
+            woken = self._leave(keys=keys, args=[seat, self.ceilings[provider]])
         except redis.RedisError as exc:
             self._away(exc)
+            return []
+        return [order.decode() for order in woken]
+
+    def _tidy(self) -> None:
+        """Give back the seats a script took when its answer never came (Redis answered too late, or went away after
+        it ran): removed once Redis answers again, which it does only after it ran the command it had in hand. One
+        not found for a minute was never taken."""
+        for (provider, seat), since in list(self._stray.items()):
+            try:
+                removed = self.redis.zrem(redis_key("seats", provider), seat)
+            except redis.RedisError:
+                return
+            if removed or time.monotonic() - since > 60.0:
+                del self._stray[(provider, seat)]
 
     def pause(self, provider: str, seconds: float, why: str = "it asked for a pause (Retry-After)") -> None:
-        """No worker calls ``provider`` for ``seconds``: it asked (429 or 503 with Retry-After), or a worker's
-        circuit opened."""
+        """No worker calls ``provider`` for ``seconds`` (bounded: see ``providers.base.bounded_wait``): it asked (429
+        or 503 with Retry-After), or a worker's circuit opened. Never raises."""
+        seconds = bounded_wait(seconds)
         if self.redis is None or seconds <= 0:
             return
         try:
-            self.redis.eval(PAUSE, 1, redis_key("pause", provider), int(seconds * 1000), why)
+            self.redis.eval(PAUSE, 1, redis_key("pause", provider), max(1, int(seconds * 1000)), why[:200])
             log.warning("%s paused for %.1fs, for every worker: %s", provider, seconds, why)
         except redis.RedisError as exc:
             self._away(exc)
 
     def _away(self, exc: Exception) -> None:
-        self._degrade(f"Redis cannot answer for the limits ({type(exc).__name__}): per-process caps only")
-
-    def _degrade(self, why: str) -> None:
+        why = f"Redis cannot answer for the limits ({type(exc).__name__}): per-process caps only"
         if self.degraded != why:
             log.warning(why)
         self.degraded = why
 
+    def _back(self) -> None:
+        if self.degraded and self.redis is not None:
+            log.warning("shared provider limits in force again")
+            self.degraded = None
 
-def view(broker_url: str, rates: dict[str, str], ceilings: dict[str, int]) -> dict[str, dict]:
-    """Each limited provider's limit, its requests in the current window, its calls in flight and any pause (for
-    ``status`` and the metrics); {"error": ...} where Redis cannot answer."""
-    if not (rates or ceilings):
-        return {}
+
+def client(broker_url: str) -> redis.Redis:
+    return redis.Redis.from_url(broker_url, socket_timeout=3, socket_connect_timeout=3)
+
+
+def view(broker_url: str, providers: list[str], rates: dict[str, str], ceilings: dict[str, int]) -> dict[str, dict]:
+    """Each provider's limits (every provider: any may be paused), its turns booked ahead, its calls in flight and
+    waiters, and any pause with its reason (for ``status``, ``orderrelay limits`` and the metrics); {"_": {"error":
+    ...}} where they cannot be read."""
     if not broker_url.startswith(("redis://", "rediss://")):
-        return {"_": {"error": "the broker is not Redis: per-process caps only"}}
-    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+        return {"_": {"error": "the broker is not Redis: per-process caps only"}} if rates or ceilings else {}
     shown = {}
     try:
-        for provider in sorted(set(rates) | set(ceilings)):
+        redis_client = client(broker_url)
+        now_s, now_us = redis_client.time()
+        now_ms = now_s * 1000 + now_us / 1000
+        for provider in sorted(set(providers) | set(rates) | set(ceilings)):
             entry: dict = {}
             if provider in rates:
                 entry["rate"] = rates[provider]
                 # how far ahead the next turn is booked: 0 when the provider is idle, ~burst x spacing when busy
-                now_s, now_us = client.time()
-                tat = float(client.get(redis_key("rate", provider)) or 0)
-                entry["booked_ahead_s"] = round(max(0.0, tat - (now_s * 1000 + now_us / 1000)) / 1000, 3)
+                tat = float(redis_client.get(redis_key("rate", provider)) or 0)
+                entry["booked_ahead_s"] = round(max(0.0, tat - now_ms) / 1000, 3)
+                entry["orders_booked"] = redis_client.hlen(redis_key("booked", provider))
             if provider in ceilings:
-                client.zremrangebyscore(redis_key("seats", provider), "-inf", time.time())
+                redis_client.zremrangebyscore(redis_key("seats", provider), "-inf", now_ms)
                 entry["ceiling"] = ceilings[provider]
-                entry["in_flight"] = client.zcard(redis_key("seats", provider))
-            paused = client.pttl(redis_key("pause", provider))
+                entry["in_flight"] = redis_client.zcard(redis_key("seats", provider))
+                entry["waiting"] = redis_client.zcard(redis_key("waiting", provider))
+            paused = redis_client.pttl(redis_key("pause", provider))
             entry["paused_for"] = round(paused / 1000, 1) if paused > 0 else 0
+            if paused > 0:
+                reason = redis_client.get(redis_key("pause", provider)) or b""
+                entry["pause_reason"] = reason.decode("utf-8", "replace")
             shown[provider] = entry
     except redis.RedisError as exc:
         return {"_": {"error": f"Redis cannot answer for the limits: {type(exc).__name__}"}}
     return shown
+
+
+def pause(broker_url: str, provider: str, seconds: float, why: str) -> float:
+    """An operator pauses a provider for every worker (bounded as a provider's pause is); the seconds it holds."""
+    seconds = bounded_wait(seconds)
+    client(broker_url).eval(PAUSE, 1, redis_key("pause", provider), max(1, int(seconds * 1000)), why[:200])
+    return seconds
+
+
+def resume(broker_url: str, provider: str) -> bool:
+    """An operator lifts a provider's pause; whether there was one."""
+    return bool(client(broker_url).delete(redis_key("pause", provider)))

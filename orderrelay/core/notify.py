@@ -16,8 +16,13 @@ from orderrelay.schemas.hostile import redact_text
 from orderrelay.store import notifications
 
 log = logging.getLogger("orderrelay.core.notify")
-LEASE = 30.0
 NEVER = 10.0**9  # seconds: past any deadline, so the delivery is expired at once
+
+
+def lease(settings: Any) -> float:
+    """How long a try holds its delivery: longer than the longest try (the receiver's whole timeout), so that a second
+    try never starts while the first is still waiting for its answer."""
+    return settings.notify_timeout + 30.0
 
 
 def retry_in(attempts: int) -> float:
@@ -26,9 +31,10 @@ def retry_in(attempts: int) -> float:
 
 
 def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
-    """Try one delivery; returns delivered, retry, expired or skipped (not due, or an earlier one pending)."""
+    """Try one delivery; returns delivered, retry, refused, skipped (not due, or an earlier one pending) or stale (the
+    try outlived its lease and another took the delivery: its result is not counted)."""
     with rt.db.connection() as conn:
-        note = notifications.claim(conn, notification_id, lease=LEASE)
+        note = notifications.claim(conn, notification_id, lease=lease(rt.settings))
     if note is None:
         return "skipped"
     target, body, event_id = note["target"], note["body"], str(note["event_id"])
@@ -54,7 +60,8 @@ def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
                     secret=rt.settings.notify_secret,
                     event_id=event_id,
                     timeout=rt.settings.notify_timeout,
-                )
+                ),
+                timeout=rt.settings.notify_timeout + 5.0,  # a try never outlives its lease waiting on the loop
             )
             delivered = 200 <= status < 300
             error = None if delivered else f"HTTP {status}" + (" (a redirect: not followed)" if status < 400 else "")
@@ -65,9 +72,10 @@ def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
     latency_ms = (time.perf_counter() - started) * 1000
     wait = NEVER if final else retry_in(note["attempts"] + 1)
     with rt.db.connection() as conn:
-        notifications.record(
+        recorded = notifications.record(
             conn,
             notification_id,
+            claim_token=note["claim_token"],
             delivered=delivered,
             retry_in=0 if delivered else wait,
             http_status=status,
@@ -75,6 +83,9 @@ def deliver(rt: Any, notification_id: int, send_task: Any) -> str:
             error=error,
         )
     outcome = "delivered" if delivered else "refused" if final else "retry"
+    if not recorded:
+        log.warning("notification %s: a try that outlived its lease (%s); its result is not counted", event_id, outcome)
+        return "stale"
     log.info(
         "notification %s (%s) %s%s",
         event_id,

@@ -21,9 +21,18 @@ from orderrelay.config.settings import Settings
 from orderrelay.core import pending
 from orderrelay.core.envelope import Job, NotifyRules, fingerprint_of, rejected_target, validate_job
 from orderrelay.core.leases import Leases
+from orderrelay.core.limits import SHORTEST_DEFER, Pass, SharedLimits
 from orderrelay.foundation.breaker import Guard
 from orderrelay.foundation.constants import Outcome, Status
-from orderrelay.foundation.errors import InDoubtError, JobInvalid, PermanentError, ProviderError, RetryableError
+from orderrelay.foundation.errors import (
+    ClaimLost,
+    HeldBack,
+    InDoubtError,
+    JobInvalid,
+    PermanentError,
+    ProviderError,
+    RetryableError,
+)
 from orderrelay.foundation.ids import order_id_for
 from orderrelay.foundation.logs import order_fields
 from orderrelay.foundation.vault import Vault, erase_fields, open_fields
@@ -31,10 +40,10 @@ from orderrelay.providers import http as provider_http
 from orderrelay.providers import policy
 from orderrelay.providers.base import Placed
 from orderrelay.providers.policy import Call, Decision
-from orderrelay.schemas.hostile import clean_text, redact_text, stored_job
+from orderrelay.schemas.hostile import MAX_STRING, clean_text, redact_text, storable, stored_job
 from orderrelay.store import notifications
 from orderrelay.store import orders as store
-from orderrelay.store.db import TRANSIENT_ERRORS
+from orderrelay.store.db import TRANSIENT_ERRORS, VALUE_ERRORS
 
 log = logging.getLogger("orderrelay.core.pipeline")
 
@@ -48,6 +57,7 @@ class Runtime(Protocol):
     vault: Vault
     guard: Guard
     leases: Leases
+    limits: SharedLimits
     notes: Any  # the Redis client of orderrelay.core.pending, or None
     name: str
 
@@ -72,6 +82,7 @@ class Next:
     conflict: bool = False  # intake: the key was used before with another body
     notification: int | None = None  # an outcome notification to deliver now
     claim: dict | None = None  # intake: the new order was claimed as it was recorded; ``attempt`` places it
+    wake: tuple[uuid.UUID, ...] = ()  # orders of ``provider`` waiting for a seat that may call now: a message each
 
 
 def _now() -> datetime:
@@ -176,27 +187,43 @@ def _take_in(rt: Runtime, job: Any, origin: Origin, *, claim: bool) -> Next:
         return _reject(rt, job, exc, origin, key=_kept_key(job, exc))
     waits = valid.due_at > now
     status = Status.WAITING if waits else Status.QUEUED
-    in_horizon = (valid.due_at - now).total_seconds() <= rt.settings.countdown_horizon
-    claim_now = claim and not waits
+    order_id = order_id_for(valid.idempotency_key, origin.message_id, origin.producer)
+    reason = f"received; due {valid.due_at.isoformat()}" if waits else "received"
+    due_at, admitted = valid.due_at, None
+    if claim and not waits:  # placed at once, if its provider's limits let it call now
+        admitted = _admit(rt, valid.provider, order_id)
+        if not admitted.allowed:
+            due_at = now + timedelta(seconds=admitted.defer)
+            reason = f"received; {_deferred(admitted.defer, admitted.why)}"
+            admitted = None
+    in_horizon = (due_at - now).total_seconds() <= rt.settings.countdown_horizon
     since = time.monotonic()
-    with rt.db.connection() as conn:
-        row = store.insert_order(
-            conn,
-            order_id=order_id_for(valid.idempotency_key, origin.message_id, origin.producer),
-            provider=valid.provider,
-            status=status,
-            request=valid.order,
-            request_hash=valid.fingerprint,
-            idempotency_key=valid.idempotency_key,
-            message_id=origin.message_id,
-            producer=origin.producer,
-            due_at=valid.due_at,
-            expected_at=valid.due_at if in_horizon else None,
-            reason=f"received; due {valid.due_at.isoformat()}" if waits else "received",
-            received_at=now,
-            notify=valid.notify,
-            claim_lease=rt.settings.lease_seconds if claim_now else None,
-        )
+    try:
+        with rt.db.connection() as conn:
+            row = store.insert_order(
+                conn,
+                order_id=order_id,
+                provider=valid.provider,
+                status=status,
+                request=valid.order,
+                request_hash=valid.fingerprint,
+                idempotency_key=valid.idempotency_key,
+                message_id=origin.message_id,
+                producer=origin.producer,
+                due_at=due_at,
+                expected_at=due_at if in_horizon else None,
+                reason=reason,
+                received_at=now,
+                notify=valid.notify,
+                claim_lease=rt.settings.lease_seconds if admitted else None,
+                mark=admitted is not None and _nothing_to_wait_for(rt, valid.provider, admitted),
+            )
+    except BaseException:
+        if admitted:
+            _give_back(rt, valid.provider, admitted)
+        raise
+    if admitted and not row["created"]:
+        _give_back(rt, valid.provider, admitted)
     if not row["created"]:
         conflict = row["request_hash"] != valid.fingerprint
         if conflict and origin.message_id is not None:  # a message: its record is the only answer it gets
@@ -213,10 +240,11 @@ def _take_in(rt: Runtime, job: Any, origin: Origin, *, claim: bool) -> Next:
             provider=valid.provider,
             conflict=conflict,
         )
-    log.info("received; due %s", valid.due_at.isoformat(), extra=order_fields(row["id"], valid.provider, status=status))
-    if claim_now:
-        return Next(row["id"], row["status"], provider=valid.provider, created=True, claim={**row, "since": since})
-    return replace(_schedule(rt, row["id"], status, valid.due_at, valid.provider), created=True)
+    log.info("%s", reason, extra=order_fields(row["id"], valid.provider, status=status))
+    if admitted:
+        claim = {**row, "since": since, "admitted": admitted}
+        return Next(row["id"], row["status"], provider=valid.provider, created=True, claim=claim)
+    return replace(_schedule(rt, row["id"], status, due_at, valid.provider), created=True)
 
 
 def _conflict(rt: Runtime, job: Any, existing: dict, valid: Job, origin: Origin) -> Next:
@@ -288,48 +316,126 @@ def notify_options(settings: Settings) -> dict:
     }
 
 
-def place(rt: Runtime, order_id: uuid.UUID | str, *, reason: str = "claimed") -> Next:
-    """Claim a due order, make one provider attempt, and record its outcome. A second delivery does nothing."""
+def place(rt: Runtime, order_id: uuid.UUID | str, *, provider: str | None = None, reason: str = "claimed") -> Next:
+    """Place a due order: if its provider's limits let it call now, claim it, make one provider attempt and record
+    its outcome; if not, defer it without a claim or an attempt. A second delivery does nothing. ``provider`` is the
+    order's (its message's queue says it), read from the row when not given."""
     order_id = uuid.UUID(str(order_id))
+    if provider is None:
+        with rt.db.connection() as conn:
+            provider = store.provider_of(conn, order_id)
+    if provider not in providers.REGISTRY:  # no such order (or none of a provider this deployment has)
+        return Next(order_id, UNCLAIMED)
+    admitted = _admit(rt, provider, order_id)
+    if not admitted.allowed:
+        return _postpone(rt, order_id, provider, admitted)
     since = time.monotonic()
-    with rt.db.connection() as conn:
-        claim = store.claim(conn, order_id, lease=rt.settings.lease_seconds, reason=reason)
+    try:
+        with rt.db.connection() as conn:
+            claim = store.claim(
+                conn,
+                order_id,
+                lease=rt.settings.lease_seconds,
+                reason=reason,
+                mark=_nothing_to_wait_for(rt, provider, admitted),
+                lookup=providers.get(provider).LOOKUP,
+            )
+    except BaseException:
+        _give_back(rt, provider, admitted)
+        raise
     if claim is None:
         log.debug("order %s: not claimable now (not due, already taken or done)", order_id)
+        return Next(order_id, UNCLAIMED, provider=provider, wake=_give_back(rt, provider, admitted))
+    return attempt(rt, {**claim, "since": since, "admitted": admitted})
+
+
+def _admit(rt: Runtime, provider_id: str, order_id: uuid.UUID) -> Pass:
+    """Whether the order may call its provider now: the limits every worker shares (a pause, the ceiling, the rate),
+    then this process's own (its circuit breaker and cap). When it may, its seat, turn and slot are taken."""
+    shared = rt.limits.enter(provider_id, str(order_id))
+    if not shared.allowed:
+        return shared
+    gate = rt.guard.enter(provider_id)
+    if not gate.allowed:
+        rt.limits.leave(provider_id, shared.seat)
+        return Pass(False, gate.defer, gate.reason)
+    return shared
+
+
+def _give_back(rt: Runtime, provider_id: str, admitted: Pass) -> tuple[uuid.UUID, ...]:
+    """An admitted call that will not be made (its order was not claimed): its slot and seat back; the orders the
+    seat wakes."""
+    rt.guard.cancel(provider_id)
+    return _wake(rt, rt.limits.leave(provider_id, admitted.seat))
+
+
+def _nothing_to_wait_for(rt: Runtime, provider_id: str, admitted: Pass) -> bool:
+    """Whether the create request can follow the claim at once: its turn has come and no token is to be asked for.
+    The claim's statement then marks the attempt as sending, and no second write is needed before the request."""
+    return admitted.now() and rt.http.ready(provider_id)
+
+
+def _deferred(seconds: float, why: str) -> str:
+    return f"deferred {seconds:.1f}s without a call: {why}"
+
+
+def _postpone(rt: Runtime, order_id: uuid.UUID, provider_id: str, held: Pass) -> Next:
+    """An order its limits hold back, before any claim: due again in ``held.defer`` seconds (a countdown within the
+    horizon, else the sweep's), with an event; no attempt is made or counted."""
+    seconds = max(SHORTEST_DEFER, held.defer)
+    due_at = _now() + timedelta(seconds=seconds)
+    in_horizon = seconds <= rt.settings.countdown_horizon
+    with rt.db.connection() as conn:
+        status = store.postpone(
+            conn,
+            order_id,
+            due_at=due_at,
+            expected_at=due_at if in_horizon else None,
+            reason=_deferred(seconds, held.why),
+        )
+    if status is None:  # not due (an early or repeated message), or taken meanwhile: nothing to do
         return Next(order_id, UNCLAIMED)
-    return attempt(rt, {**claim, "since": since})
+    log.info("%s", _deferred(seconds, held.why), extra=order_fields(order_id, provider_id, status=status))
+    return _schedule(rt, order_id, status, due_at, provider_id)
+
+
+def _wake(rt: Runtime, woken: list[str]) -> tuple[uuid.UUID, ...]:
+    """Orders that waited for a seat and may call now: due at once (each then gets a message). A failure here costs
+    only time: each comes back by itself within FULL_RETRY seconds."""
+    ids = []
+    for order in woken:
+        with contextlib.suppress(ValueError):
+            ids.append(uuid.UUID(order))
+    if not ids:
+        return ()
+    try:
+        with rt.db.connection() as conn:
+            return tuple(store.wake(conn, ids))
+    except Exception:
+        log.warning("could not wake %d order(s) waiting for a seat; they come back by themselves", len(ids))
+        return ()
 
 
 def attempt(rt: Runtime, claim: dict) -> Next:
     """Make one provider attempt under a claim (from ``place``, or from ``intake``) and record its outcome.
 
-    ``claim["since"]`` is when the claim was taken (``time.monotonic()`` before its statement).
+    ``claim["since"]`` is when the claim was taken (``time.monotonic()`` before its statement), ``claim["admitted"]``
+    what the limits let it do (its seat and turn, taken before the claim).
     """
     provider = providers.get(claim["provider"])
-    shared = rt.limits.enter(provider.ID)  # the provider's limits, shared by every worker
-    if not shared.allowed:
-        return _defer(rt, claim, provider.ID, shared.defer, shared.why)
-    gate = rt.guard.enter(provider.ID)
-    if not gate.allowed:
-        rt.limits.leave(provider.ID, shared.seat)
-        return _defer(rt, claim, provider.ID, gate.defer, gate.reason)
+    admitted: Pass = claim.get("admitted") or Pass(True)
     started = time.perf_counter()
+    call, sending = None, None
     try:
-        call, sending = _call(rt, provider, claim)
-    finally:
-        rt.limits.leave(provider.ID, shared.seat)
+        call, sending = _call(rt, provider, claim, admitted)
+    finally:  # whatever happened: the slot and the seat go back (nothing here raises)
+        woken = _after_call(rt, provider.ID, admitted, call, sending)
     latency_ms = (time.perf_counter() - started) * 1000
-    if call.error is not None and call.error.status in (429, 503) and call.error.retry_after:
-        rt.limits.pause(provider.ID, call.error.retry_after)  # the provider turned us away: all of us, until then
-    healthy = call.claim_lost or call.placed is not None or isinstance(call.error, PermanentError)
-    changed = rt.guard.leave(provider.ID, healthy=healthy)
-    if changed is not None:
-        _report_circuit(rt, provider.ID, changed)
-        if changed.state == "open":  # shared like a provider's pause: every worker holds its calls for the cooldown
-            left = max(0.0, changed.open_until - time.monotonic())
-            rt.limits.pause(provider.ID, left, f"a worker's circuit opened after {changed.failures} failures")
     if call.claim_lost:
-        return _late(rt, provider, claim, call, sending, latency_ms)
+        return replace(_late(rt, provider, claim, call, sending, latency_ms), provider=provider.ID, wake=woken)
+    if isinstance(call.error, HeldBack) and not sending.sent:  # the limits held it back mid-way: no attempt at all
+        deferred = _defer(rt, claim, provider.ID, call.error.retry_after or 1.0, call.error.message)
+        return replace(deferred, provider=provider.ID, wake=woken)
     decision = policy.decide(
         rt.settings,
         provider,
@@ -339,12 +445,49 @@ def attempt(rt: Runtime, claim: dict) -> Next:
         key_sent_at=claim["key_sent_at"],
         now=_now(),
     )
-    return _record(rt, provider, claim, call, sending, decision, latency_ms)
+    return replace(_record(rt, provider, claim, call, sending, decision, latency_ms), provider=provider.ID, wake=woken)
 
 
-def _call(rt: Runtime, provider: Any, claim: dict) -> tuple[Call, provider_http.Sending]:
+def _after_call(
+    rt: Runtime, provider_id: str, admitted: Pass, call: Call | None, sending: provider_http.Sending | None
+) -> tuple[uuid.UUID, ...]:
+    """Free the call's slot and seat, share a pause the provider asked for, open a circuit: each step on its own, so
+    that none of them, whatever it meets, keeps the others or the outcome from being done. The orders the seat
+    wakes."""
+    error = call.error if call is not None else None
+    try:
+        if call is None or (isinstance(error, HeldBack) and not (sending and sending.sent)):
+            rt.guard.cancel(provider_id)  # no call was made: it says nothing of the provider's health
+            changed = None
+        else:
+            healthy = call.claim_lost or call.placed is not None or isinstance(error, PermanentError)
+            changed = rt.guard.leave(provider_id, healthy=healthy)
+    except Exception:
+        log.exception("provider=%s: could not give the call's slot back", provider_id)
+        changed = None
+    woken: tuple[uuid.UUID, ...] = ()
+    try:
+        woken = _wake(rt, rt.limits.leave(provider_id, admitted.seat))
+    except Exception:
+        log.exception("provider=%s: could not give the call's seat back (its lease frees it)", provider_id)
+    try:
+        if error is not None and error.status in (429, 503) and error.retry_after:
+            rt.limits.pause(provider_id, error.retry_after)  # the provider turned us away: all of us, until then
+        if changed is not None:
+            _report_circuit(rt, provider_id, changed)
+            if changed.state == "open":  # shared like a provider's pause: every worker holds its calls
+                left = max(0.0, changed.open_until - time.monotonic())
+                rt.limits.pause(provider_id, left, f"a worker's circuit opened after {changed.failures} failures")
+    except Exception:
+        log.exception("provider=%s: could not share a pause", provider_id)
+    return woken
+
+
+def _call(rt: Runtime, provider: Any, claim: dict, admitted: Pass) -> tuple[Call, provider_http.Sending]:
     """The attempt's requests, on the process's loop, with the claim kept alive and fenced before each send."""
-    sending = provider_http.Sending(str(claim["provider_key"]), provider.KEY, uncertain=claim["uncertain"])
+    sending = provider_http.Sending(
+        str(claim["provider_key"]), provider.KEY, uncertain=claim["uncertain"], marked=claim["marked"]
+    )
     order, unopened = open_fields(rt.vault, claim["request"], provider.CARD_FIELDS)
     if unopened:
         error = PermanentError("card data cannot be opened with the configured keys", details=sorted(unopened))
@@ -371,7 +514,7 @@ def _call(rt: Runtime, provider: Any, claim: dict) -> tuple[Call, provider_http.
                 rt.settings.providers[provider.ID],
                 order,
                 sending,
-                fence=lambda: _fenced_turn(rt, provider.ID, held),
+                fence=_Fence(rt, provider.ID, claim, sending, admitted.turn),
                 ours=ours,
                 deadline=rt.settings.longest_attempt,
             )
@@ -387,10 +530,53 @@ def _call(rt: Runtime, provider: Any, claim: dict) -> tuple[Call, provider_http.
     return call, sending
 
 
-async def _fenced_turn(rt: Runtime, provider_id: str, held: Any) -> None:
-    """Right before a create request goes out: the provider's rate turn (shared by every worker), then the fence."""
-    await rt.limits.turn(provider_id)
-    await rt.leases.fence(held)
+@dataclass
+class _Fence:
+    """Around an attempt's requests (``providers.http.Fence``). Every request takes a turn of the provider's rate: the
+    attempt's first one (a token grant, a lookup or the create) the turn the limits gave the order, each later one a
+    fresh turn, or HeldBack when that is far (booked for the order, which is deferred to it, uncounted). Right before
+    a create request, the durable mark that it goes out now, fenced by the claim (the claim's own statement wrote it
+    when nothing was left to wait for). So a worker killed or frozen while it waits for a token, a turn or a lookup
+    leaves an attempt that recovery reads as "not sent", and a worker that lost its claim while it waited does not
+    send."""
+
+    rt: Runtime
+    provider_id: str
+    claim: dict
+    sending: provider_http.Sending
+    turn: float | None  # time.monotonic() of the turn the limits gave the order, until a request uses it
+    used: bool = False  # the order's turn went to a request already
+
+    async def pace(self) -> None:
+        if not self.used:
+            self.used = True
+            await self.rt.limits.turn(self.provider_id, self.turn, str(self.claim["id"]))
+        else:
+            await self.rt.limits.pace(self.provider_id, str(self.claim["id"]))
+
+    async def before(self) -> None:
+        if self.sending.marked and time.monotonic() - self.claim["since"] < self.rt.settings.lease_seconds / 2:
+            self.used = True  # marked by the claim a moment ago: its turn had come
+            return
+        await self.pace()
+        marked = await asyncio.to_thread(self._write, store.mark_sending, "mark it as sending")
+        if not marked:
+            raise ClaimLost(f"order {self.claim['id']}: the claim was taken (or ran out) while this worker waited")
+        self.sending.marked = True
+
+    async def nothing_made(self) -> None:
+        await asyncio.to_thread(self._write, store.unmark_sending, "take its sending mark back")
+        self.sending.marked = False
+
+    def _write(self, statement: Any, what: str) -> Any:
+        claim = self.claim
+        try:
+            with self.rt.db.connection() as conn:
+                if statement is store.unmark_sending:
+                    return statement(conn, claim["attempt_id"])
+                return statement(conn, claim["id"], claim_token=claim["claim_token"], attempt_id=claim["attempt_id"])
+        except TRANSIENT_ERRORS as exc:  # not written: nothing may be sent (the attempt ends as not sent)
+            raise RetryableError(f"not sent: Postgres could not {what} ({type(exc).__name__})") from None
 
 
 def _record(
@@ -402,7 +588,11 @@ def _record(
     decision: Decision,
     latency_ms: float,
 ) -> Next:
-    """Write the attempt's outcome under the claim (fenced by its token); a lost claim makes it a late answer."""
+    """Write the attempt's outcome under the claim (fenced by its token); a lost claim makes it a late answer.
+
+    The answer is logged first (the order, the provider's reference and status: no personal or card data), then
+    written durably (``_durably``): while Postgres refuses, the write is tried again as long as this process lives,
+    and one that lands after recovery took the claim resolves the order as a late answer."""
     settings = rt.settings
     order_id, placed, error = claim["id"], call.placed, call.error
     to_status, due_at = decision.status, decision.due_at
@@ -411,37 +601,82 @@ def _record(
     # The CVC goes once nothing automatic sends the order again (a retryable failure with rounds left keeps it).
     done = _ends(settings, to_status, error, claim["retry_round"])
     notifies = claim["notifies"] and done
-    # One statement is atomic on its own; the notification must be recorded with the outcome or not at all.
-    with rt.db.connection() as conn, conn.transaction() if notifies else contextlib.nullcontext():
-        kept = store.finish_attempt(
-            conn,
-            order_id=order_id,
-            claim_token=claim["claim_token"],
-            attempt_id=claim["attempt_id"],
-            outcome=outcome,
-            to_status=to_status,
-            reason=decision.reason,
-            http_status=placed.http_status if placed else error.status,
-            latency_ms=latency_ms,
-            error=decision.error or (None if placed else error.as_record()),
-            provider_ref=placed.ref if placed else None,
-            provider_status=placed.status if placed else None,
-            response=provider_http.scrub(placed.response) if placed else None,
-            due_at=due_at,
-            expected_at=due_at if in_horizon else None,
-            request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if done else None,
-            attempt_key=sending.sent_key,
-            next_key=sending.key if sending.key != str(claim["provider_key"]) else None,
-            key_sent=sending.sent,
-        )
-        notification = None
-        if kept and notifies:
-            notification = notifications.add(conn, order_id, deadline=settings.notify_deadline)
-    if not kept:
-        return _late(rt, provider, claim, call, sending, latency_ms)
     fields = order_fields(order_id, provider.ID, claim["attempt_count"], outcome, to_status)
     log.info("%s (%.0f ms)", decision.reason, latency_ms, extra=fields)
+    values = {
+        "order_id": order_id,
+        "claim_token": claim["claim_token"],
+        "attempt_id": claim["attempt_id"],
+        "outcome": outcome,
+        "to_status": to_status,
+        "reason": decision.reason,
+        "http_status": placed.http_status if placed else error.status,
+        "latency_ms": latency_ms,
+        "error": decision.error or (None if placed else error.as_record()),
+        "provider_ref": placed.ref if placed else None,
+        "provider_status": placed.status if placed else None,
+        "response": provider_http.scrub(placed.response) if placed else None,
+        "due_at": due_at,
+        "expected_at": due_at if in_horizon else None,
+        "request": erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if done else None,
+        "attempt_key": sending.sent_key,
+        "next_key": sending.key if sending.key != str(claim["provider_key"]) else None,
+        "key_sent": sending.sent,
+    }
+
+    def write(values: dict) -> tuple[bool, int | None]:
+        # One statement is atomic on its own; the notification must be recorded with the outcome or not at all.
+        with rt.db.connection() as conn, conn.transaction() if notifies else contextlib.nullcontext():
+            kept = store.finish_attempt(conn, **values)
+            return kept, notifications.add(
+                conn, order_id, deadline=settings.notify_deadline
+            ) if kept and notifies else None
+
+    kept, notification = _durably(rt, order_id, write, values)
+    if not kept:
+        return _late(rt, provider, claim, call, sending, latency_ms)
     return replace(_schedule(rt, order_id, to_status, due_at, provider.ID), notification=notification)
+
+
+def _durably(rt: Runtime, order_id: uuid.UUID, write: Any, values: dict) -> Any:
+    """``write(values)`` until Postgres takes it: what a provider answered outlives an outage (a restart, a failover,
+    dropped connections) for as long as this process lives. A value Postgres will never take (a NUL or a lone
+    surrogate in a provider's text, NaN in its JSON) is written once more with every value made storable."""
+    delay, tries, cleaned = 0.2, 0, False
+    while True:
+        try:
+            return write(values)
+        except TRANSIENT_ERRORS as exc:
+            tries += 1
+            if tries in (1, 10) or tries % 100 == 0:
+                log.warning(
+                    "order %s: Postgres did not take the outcome (%s, try %d); trying again until it does",
+                    order_id,
+                    type(exc).__name__,
+                    tries,
+                )
+            time.sleep(delay)
+            delay = min(5.0, delay * 2)
+        except VALUE_ERRORS as exc:
+            if cleaned:
+                raise
+            log.error("order %s: Postgres refused a value of the outcome (%s); keeping it cleaned", order_id, exc)
+            values, cleaned = _storable(values), True
+
+
+def _storable(values: dict) -> dict:
+    """The outcome's values with every text and JSON value cleaned and bounded as a rejected job's are."""
+    kept = {}
+    for name, value in values.items():
+        if isinstance(value, str):
+            kept[name] = clean_text(value[:MAX_STRING])
+        elif name == "response" and value is not None:
+            kept[name] = stored_job(value)
+        elif name == "error":
+            kept[name] = storable(value)
+        else:
+            kept[name] = value
+    return kept
 
 
 def _late(
@@ -455,26 +690,29 @@ def _late(
         error = RetryableError("not sent: this worker's claim had been taken before it could send")
     why = f"{provider.ID} reference {placed.ref}" if placed else f"{error.outcome}: {error.message}"
     reason = f"late answer after the claim was lost (attempt {claim['attempt_count']}): {why}"
-    with rt.db.connection() as conn, conn.transaction():
-        row = store.late_answer(
-            conn,
-            order_id=order_id,
-            attempt_id=claim["attempt_id"],
-            outcome=Outcome.PLACED if placed else error.outcome,
-            reason=reason,
-            http_status=placed.http_status if placed else error.status,
-            latency_ms=latency_ms,
-            error=None if placed else error.as_record(),
-            attempt_key=sending.sent_key,
-            provider_ref=placed.ref if placed else None,
-            provider_status=placed.status if placed else None,
-            response=provider_http.scrub(placed.response) if placed else None,
-            request=erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if placed else None,
-            never_sent=never_sent,
-        )
-        notification = None
-        if row["placed_from"] and row["notifies"]:
-            notification = notifications.add(conn, order_id, deadline=rt.settings.notify_deadline)
+    values = {
+        "order_id": order_id,
+        "attempt_id": claim["attempt_id"],
+        "outcome": Outcome.PLACED if placed else error.outcome,
+        "reason": reason,
+        "http_status": placed.http_status if placed else error.status,
+        "latency_ms": latency_ms,
+        "error": None if placed else error.as_record(),
+        "attempt_key": sending.sent_key,
+        "provider_ref": placed.ref if placed else None,
+        "provider_status": placed.status if placed else None,
+        "response": provider_http.scrub(placed.response) if placed else None,
+        "request": erase_fields(claim["request"], provider.ERASE_WHEN_DONE) if placed else None,
+        "never_sent": never_sent,
+    }
+
+    def write(values: dict) -> tuple[dict, int | None]:
+        with rt.db.connection() as conn, conn.transaction():
+            row = store.late_answer(conn, **values)
+            added = row["placed_from"] and row["notifies"]
+            return row, notifications.add(conn, order_id, deadline=rt.settings.notify_deadline) if added else None
+
+    row, notification = _durably(rt, order_id, write, values)
     fields = order_fields(order_id, provider.ID, claim["attempt_count"])
     if placed and row["status_before"] == Status.PLACED and row["ref_before"] != placed.ref:
         log.error("%s; the order was already placed as %s: two orders at the provider", reason, row["ref_before"])
@@ -498,27 +736,28 @@ def _ends(settings: Settings, status: str, error: ProviderError | None, retry_ro
 
 
 def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str) -> Next:
-    """Give the claim back unused and make the order due again in ``seconds``."""
+    """Give the claim back unused (the limits held the call back after the claim: nothing was sent) and make the
+    order due again in ``seconds``: a countdown within the horizon, else the sweep's (a countdown longer than the
+    broker's visibility timeout would be delivered again and again)."""
     to_status = Status.RETRYING if claim["from_status"] == Status.RETRYING else Status.QUEUED
+    seconds = max(SHORTEST_DEFER, seconds)
     due_at = _now() + timedelta(seconds=seconds)
-    log.info(
-        "deferred %.1fs without a call: %s",
-        seconds,
-        why,
-        extra=order_fields(claim["id"], provider_id, status=to_status),
-    )
+    in_horizon = seconds <= rt.settings.countdown_horizon
     with rt.db.connection() as conn:
-        store.defer(
+        given_back = store.defer(
             conn,
             claim["id"],
             claim_token=claim["claim_token"],
             attempt_id=claim["attempt_id"],
             to_status=to_status,
             due_at=due_at,
-            expected_at=due_at,
-            reason=f"deferred {seconds:.1f}s without a call: {why}",
+            expected_at=due_at if in_horizon else None,
+            reason=_deferred(seconds, why),
         )
-    return Next(claim["id"], to_status, countdown=seconds, provider=provider_id)
+    if not given_back:  # the claim was taken meanwhile (recovered): the order is another's now
+        return Next(claim["id"], UNCLAIMED)
+    log.info("%s", _deferred(seconds, why), extra=order_fields(claim["id"], provider_id, status=to_status))
+    return _schedule(rt, claim["id"], to_status, due_at, provider_id)
 
 
 def _report_circuit(rt: Runtime, provider_id: str, circuit: Any) -> None:
@@ -536,19 +775,25 @@ def _report_circuit(rt: Runtime, provider_id: str, circuit: Any) -> None:
 def follow_up(rt: Runtime, *, limit: int = 200, budget: float = 60.0) -> int:
     """Read placed orders whose provider status may still change; record changes. Returns how many changed.
 
-    Each order is its own problem: an answer that cannot be read, a failed call or a status the provider does not
-    document is kept on that order (its last error, an event when new) and the run goes on. A run takes its
-    orders (overlapping runs read different ones), stops taking more after ``budget`` seconds, and an order
-    still pending ``follow_up_deadline`` seconds after it was placed is reported to operators, once.
+    The reads take turns under the provider's shared limits, and a pause stops the run (the orders it did not read
+    are read by the next one). Each order is its own problem: an answer that cannot be read, a failed call or a
+    status the provider does not document is kept on that order (its last error, an event when new) and the run goes
+    on. A run takes its orders (overlapping runs read different ones), stops taking more after ``budget`` seconds,
+    and an order still pending ``follow_up_deadline`` seconds after it was placed is reported to operators, once.
     """
-    changed, started = 0, time.monotonic()
+    changed, started, seen = 0, time.monotonic(), set()
     while time.monotonic() - started < budget:
         with rt.db.connection() as conn:
-            rows = store.take_follow_ups(conn, limit=min(limit, 20))
-        if not rows:
+            rows = [r for r in store.take_follow_ups(conn, limit=min(limit, 20)) if r["id"] not in seen]
+        if not rows:  # none left, or every one taken has been read in this run already: once a run is enough
             break
-        for row in rows:
-            changed += _follow_up_one(rt, row)
+        seen.update(r["id"] for r in rows)
+        try:
+            for row in rows:
+                changed += _follow_up_one(rt, row)
+        except HeldBack as held:  # the provider is paused, or its turns are taken: the rest wait for the next run
+            log.info("follow-up stopped for now: %s", held.message)
+            break
         limit -= len(rows)
         if limit <= 0:
             break
@@ -563,6 +808,8 @@ def _follow_up_one(rt: Runtime, row: dict) -> int:
         now = rt.run(
             provider_http.follow_up(provider, rt.http, rt.settings.providers[provider.ID], order, row["provider_ref"])
         )
+    except HeldBack:
+        raise
     except ProviderError as exc:
         trouble = {"kind": "follow_up", "message": f"the follow-up read failed: {exc.message}", "code": exc.code}
         return _follow_up_trouble(rt, row, trouble)
@@ -654,12 +901,13 @@ def jobs_lost(rt: Runtime) -> list[tuple[str, dict]]:
 
 
 def _recover(conn: Any, row: dict, provider: Any, settings: Settings) -> None:
-    """An expired lease (its worker was lost or froze): its call may have made the order. Placed again where the
-    provider's lookup or key makes that safe, else in doubt."""
+    """An expired lease (its worker was lost or froze). An attempt that was never marked as sending made nothing: the
+    order is placed again. One that was may have made the order: placed again where the provider's lookup or key
+    makes that safe, else in doubt."""
     decision = policy.recover(provider, row["key_sent_at"], _now())
     moved = store.recover_lease(
         conn, row["id"], to_status=decision.status, due_at=decision.due_at, reason=decision.reason
     )
-    if moved and decision.status == Status.IN_DOUBT:
+    if moved == Status.IN_DOUBT:
         store.erase_request_paths(conn, row["id"], provider.ERASE_WHEN_DONE)
         notifications.add(conn, row["id"], deadline=settings.notify_deadline)

@@ -78,6 +78,15 @@ class Guard:
                     circuit.open_until = time.monotonic() + self.cooldown
             return Circuit(**vars(circuit)) if circuit.state != before else None
 
+    def cancel(self, provider: str) -> None:
+        """Give back a slot taken for a call that was not made (its order was not claimed, or the shared limits held
+        it back): it says nothing of the provider's health; a half-open circuit lets another probe go."""
+        with self._lock:
+            self._in_flight[provider] = max(0, self._in_flight.get(provider, 0) - 1)
+            circuit = self._circuits.get(provider)
+            if circuit is not None and circuit.state == "half_open":
+                circuit.probing = False
+
     def snapshot(self) -> dict[str, Circuit]:
         with self._lock:
             return {p: Circuit(**vars(c)) for p, c in self._circuits.items()}

@@ -79,6 +79,13 @@ class RetryableError(ProviderError):
     outcome = "retryable"
 
 
+class HeldBack(RetryableError):
+    """The provider's shared limits hold the call back (it is paused, or its next turn is too far away): nothing was
+    sent, and the order is deferred for ``retry_after`` seconds without an attempt counted."""
+
+    outcome = "retryable"
+
+
 class PermanentError(ProviderError):
     """The provider refused the order (a 4xx other than 429); sending it again would change nothing."""
 

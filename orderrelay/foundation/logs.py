@@ -15,35 +15,78 @@ import re
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+from stdnum import luhn
 
-_CARD_LIKE = re.compile(r"(?<![0-9.])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")  # not a decimal fraction
+# A card number as people and programs write it: 13 to 19 digits of any script (``\d`` is every Unicode decimal
+# digit: fullwidth and Arabic-Indic digits count), up to three separators between two digits: a space of any kind
+# (tab, NBSP, thin space, a line break), a dash of any kind, a dot, a slash, a plus, an underscore, or one of these
+# escaped (``%20``, ``%2D``, ``\u0020``, ``\t``, ``&nbsp;``). A run of digits and separators with 13 digits or more is
+# a candidate; inside it, each stretch of whole digit groups holding 13 to 19 digits that passes the Luhn check is
+# masked but for its last four digits, so a digit group in front that is no part of the number cannot shift the mask.
+# Nothing else is masked: an id of 13 to 19 digits that fails the check (nine in ten do) stays searchable.
+_SEPARATOR = r"(?:[\s\u2010-\u2015\u2212._/+\-]|%(?:2[0dDeEfF]|[aA]0)|\\(?:u00[aA]0|u0020|[tn])|&(?:nbsp|#160|#32);)"
+_CANDIDATE = re.compile(rf"\d(?:{_SEPARATOR}{{0,3}}\d){{12,}}")
+_TOKEN = re.compile(rf"(\d+)|{_SEPARATOR}")  # a run, read as digit groups and separators (%20's digits are none)
 # A UUID (an order's, a task's, a provider's reference) is 32 hex digits, 8-4-4-4-12: never a card number, though
-# enough of its groups are all digits in one random id of 45 (2.2 %; "4b52d5fd-5758-4783-8863-00a8e763a713").
-# Whole, and not glued to digits: a card number written up against one (its 16 digits, then "-1111-…") is masked
-# whole.
+# enough of its groups are all digits in one random id of 45 (2.2 %; "4b52d5fd-5758-4783-8863-00a8e763a713"), so
+# it is kept whole. Not when digits stand right before it: a card number written 8 + 8 with a UUID's tail after it
+# ("41111111 11111111-1111-…") is masked whole.
 _UUID_LIKE = re.compile(
-    r"(?<![0-9a-fA-F])(?<![0-9][ -])"
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"(?![0-9a-fA-F])(?![ -][0-9])"
+    r"(?<![0-9a-fA-F])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![0-9a-fA-F])"
 )
+_GLUED = re.compile(rf"\d{_SEPARATOR}{{1,3}}\Z")
 _EMAIL_LIKE = re.compile(r"[^\s@\"'<>(),;:]{1,64}@[^\s@\"'<>(),;:.]{1,63}(?:\.[^\s@\"'<>(),;:.]{1,63})+")
 _QUOTING = re.compile(r"^\s*(DETAIL|CONTEXT|LINE \d+):.*$", re.MULTILINE)
 
 
 def mask_cards(text: str) -> str:
-    """``text`` with anything shaped like a card number (13 to 19 digits, spaces or dashes between) masked, UUIDs
-    left whole: an id a log line names can be searched for."""
-    if not _CARD_LIKE.search(text):  # most lines: nothing card-shaped, nothing to split
+    """``text`` with every card number in it (see above) masked but for its last four digits; UUIDs left whole, so
+    an id a log line names can be searched for."""
+    if not _CANDIDATE.search(text):  # most lines: nothing card-shaped, nothing to split
         return text
     kept, start = [], 0
     for uuid_like in _UUID_LIKE.finditer(text):
+        if _GLUED.search(text, max(0, uuid_like.start() - 20), uuid_like.start()):
+            continue
         kept += [_masked(text[start : uuid_like.start()]), uuid_like[0]]
         start = uuid_like.end()
     return "".join([*kept, _masked(text[start:])])
 
 
 def _masked(text: str) -> str:
-    return _CARD_LIKE.sub(lambda m: "*" * max(0, len(m[0]) - 4) + m[0][-4:], text)
+    return _CANDIDATE.sub(_mask_run, text)
+
+
+def _mask_run(run: re.Match) -> str:
+    """One candidate run with each card number in it masked (each stretch of its digit groups that is one)."""
+    text = run[0]
+    groups = [(t.start(), t.end(), _ascii(t[1])) for t in _TOKEN.finditer(text) if t[1]]
+    hidden = bytearray(len(text))  # 1 for each character to mask
+    for first in range(len(groups)):
+        digits = ""
+        for last in range(first, len(groups)):
+            digits += groups[last][2]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn.checksum(digits) == 0:
+                shown = _last_four(groups, last)
+                hidden[groups[first][0] : shown] = b"\x01" * (shown - groups[first][0])
+    if not any(hidden):
+        return text
+    return "".join("*" if flag else char for char, flag in zip(text, hidden, strict=True))
+
+
+def _ascii(digits: str) -> str:
+    return digits if digits.isascii() else "".join(str(int(c)) for c in digits)
+
+
+def _last_four(groups: list[tuple[int, int, str]], last: int) -> int:
+    """Where the last four digits of a stretch of groups ending with group ``last`` begin."""
+    need = 4
+    while len(groups[last][2]) < need:
+        need -= len(groups[last][2])
+        last -= 1
+    return groups[last][1] - need
 
 
 def scrub(text: str) -> str:

@@ -100,12 +100,25 @@ def test_status_and_the_metrics_show_each_providers_limits(service_env, sandbox)
     assert limits["extend"]["rate"] == "20/second" and limits["extend"]["ceiling"] == 8
     assert {"booked_ahead_s", "in_flight", "paused_for"} <= set(limits["extend"])
     settings = SimpleNamespace(
-        broker_url=env["ORDERRELAY_BROKER_URL"], rate_limits={"extend": "20/second"}, concurrency_limits={"extend": 8}
+        broker_url=env["ORDERRELAY_BROKER_URL"],
+        providers={"extend": None, "chaiz": None},
+        rate_limits={"extend": "20/second"},
+        concurrency_limits={"extend": 8},
     )
-    families = {f.name: f for f in LimitsCollector(settings).collect()}
+    from orderrelay.core import limits as shared
+
+    shared.pause(env["ORDERRELAY_BROKER_URL"], "chaiz", 30, "an operator's")  # a provider with no limit of its own
+    try:
+        families = {f.name: f for f in LimitsCollector(settings).collect()}
+        paused = {s.labels["provider"]: s.value for s in families["orderrelay_limit_paused_seconds"].samples}
+        assert 29 <= paused["chaiz"] <= 30 and paused["extend"] == 0
+        shown = json.loads(run_cli(env, "limits", "--json").stdout)
+        assert shown["chaiz"]["pause_reason"] == "an operator's"
+    finally:
+        shared.resume(env["ORDERRELAY_BROKER_URL"], "chaiz")
     assert families["orderrelay_limits_readable"].samples[0].value == 1
     assert families["orderrelay_limit_ceiling"].samples[0].labels == {"provider": "extend"}
     away = SimpleNamespace(
-        broker_url="redis://127.0.0.1:1/0", rate_limits={"extend": "20/second"}, concurrency_limits={}
+        broker_url="redis://127.0.0.1:1/0", providers={}, rate_limits={"extend": "20/second"}, concurrency_limits={}
     )
     assert {f.name: f for f in LimitsCollector(away).collect()}["orderrelay_limits_readable"].samples[0].value == 0

@@ -166,7 +166,7 @@ def test_given_a_long_wait_then_no_message_and_the_sweep_sends_it_when_due(runti
 
 def test_given_a_worker_lost_mid_call_then_the_sweep_requeues_it_and_the_same_key_is_reused(runtime, db, sandbox):
     step = pipeline.intake(runtime, job(), message_id="m-lost")
-    claim = store.claim(db, step.order_id, lease=0.01, reason="claimed")  # a worker that then died
+    claim = store.claim(db, step.order_id, lease=0.01, reason="claimed", mark=True)  # it sent, then died
     assert claim is not None
     time.sleep(0.05)
     assert (step.order_id, "extend") in pipeline.sweep(runtime)

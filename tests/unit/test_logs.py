@@ -71,3 +71,82 @@ def test_card_numbers_are_masked_and_ids_kept_whole(text, shown):
 def test_a_card_number_up_against_a_uuid_shape_is_masked(text):
     masked = scrub(text)
     assert "41111111" not in masked and "11111111" not in masked.split("-")[0], masked
+
+
+PAN = "4111111111111111"
+# Issue 24's spellings of one card number, and more: each is masked whole but for its last four digits.
+SPELLINGS = {
+    "dots": "4111.1111.1111.1111",
+    "tabs": "4111\t1111\t1111\t1111",
+    "NBSP": "4111\u00a01111\u00a01111\u00a01111",
+    "narrow NBSP": "4111\u202f1111\u202f1111\u202f1111",
+    "ideographic space": "4111\u30001111\u30001111\u30001111",
+    "slashes": "4111/1111/1111/1111",
+    "pluses (a URL's spaces)": "4111+1111+1111+1111",
+    "%20": "4111%201111%201111%201111",
+    "%2D": "4111%2D1111%2d1111%2D1111",
+    "JSON's \\u0020": "4111\\u00201111\\u00201111\\u00201111",
+    "JSON's \\t": "4111\\t1111\\t1111\\t1111",
+    "&nbsp;": "4111&nbsp;1111&nbsp;1111&nbsp;1111",
+    "spaced dashes": "4111 - 1111 - 1111 - 1111",
+    "en dashes": "4111\u20131111\u20131111\u20131111",
+    "line breaks": "4111\n1111\n1111\n1111",
+    "fullwidth digits": "\uff14\uff11\uff11\uff11" * 1 + "\uff11" * 12,
+    "Arabic-Indic digits": "\u0664" + "\u0661" * 15,
+    "right after a dot": "card.4111111111111111",
+    "after a version": "v1.4111111111111111",
+    "a group before it": "1234 4111 1111 1111 1111",
+    "a spaced one after a UUID": f"{TASK} 4111 1111 1111 1111",
+    "glued to a word": "pan4111111111111111end",
+}
+OTHER_CARDS = ["5555555555554444", "378282246310005", "6011111111111117", "4222222222222", "4000000000000000006"]
+
+
+def ascii_digits(text: str) -> str:
+    return "".join(str(int(c)) for c in text if c.isdigit())
+
+
+@pytest.mark.parametrize("name", list(SPELLINGS))
+def test_every_spelling_of_a_card_number_is_masked_whole(name):
+    text = SPELLINGS[name]
+    masked = scrub(f"answer: {text} (declined)")
+    digits = ascii_digits(masked)
+    assert PAN[:12] not in digits and "41111111" not in digits, masked  # nothing of it but its last four
+    assert digits.endswith("1111"), masked
+    if name == "a spaced one after a UUID":
+        assert TASK in masked
+    if name == "a group before it":
+        assert masked.startswith("answer: 1234 ")  # the group before it neither shows the number nor shifts the mask
+
+
+@pytest.mark.parametrize("card", OTHER_CARDS)
+def test_card_numbers_of_13_to_19_digits_are_masked(card):
+    assert scrub(f"pan {card}") == f"pan {'*' * (len(card) - 4)}{card[-4:]}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "idempotency_key=1234567890123456",  # 16 digits that fail the Luhn check: an id, kept searchable
+        "provider ref 2026120400012345 placed",
+        "cart 9876543210987654321 converted",  # 19 digits
+        "at 1733337357.123456",  # a timestamp with its microseconds
+        "order 12345678901234567890123456 (26 digits: no card)",
+    ],
+)
+def test_numbers_that_are_no_card_number_stay_searchable(text):
+    assert scrub(text) == text
+
+
+@pytest.mark.parametrize("offset", range(270, 301, 3))
+def test_an_error_text_is_masked_before_it_is_cut(offset):
+    from orderrelay.schemas.hostile import redact_text
+
+    kept = redact_text("x" * offset + " 4111 1111 1111 1111 was refused")
+    assert len(kept) <= 300 and len(ascii_digits(kept)) <= 4, kept
+
+
+def test_an_error_text_split_over_lines_is_masked_before_its_first_line_is_kept():
+    from orderrelay.schemas.hostile import redact_text
+
+    assert ascii_digits(redact_text("card 4111 1111\n1111 1111 refused")) == "1111"

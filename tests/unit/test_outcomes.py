@@ -187,14 +187,18 @@ def test_an_adobe_success_naming_no_order_is_in_doubt_and_keeps_its_correlation_
     from orderrelay.providers.http import place
 
     class Gateway:
+        authenticated: set[str] = set()  # noqa: RUF012 - the Http's record of providers authenticated to
+
         async def send(self, base_url, request, headers):
             return Response(200, {}, body)
 
     async def no_auth(http, cfg, *, fresh):
         return {}
 
-    async def fence():
+    async def nothing():
         return None
+
+    fence = SimpleNamespace(before=nothing, pace=nothing, nothing_made=nothing)
 
     provider = SimpleNamespace(**{k: getattr(adobe_vip, k) for k in dir(adobe_vip) if not k.startswith("_")})
     provider.authenticate = no_auth

@@ -1,0 +1,2 @@
+ALTER TABLE notifications DROP COLUMN claim_token;
+ALTER TABLE attempts DROP COLUMN sent_at;
