@@ -12,8 +12,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from yoyo import get_backend, read_migrations
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-# Postgres away, or the pool exhausted: the work is retried later, never dropped.
-TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout)
+# Postgres away, the pool exhausted, or a server that takes no writes for now (a standby not yet promoted, a primary
+# demoted in a failover, a database set read-only): the work is retried later, never dropped.
+TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout, psycopg.errors.ReadOnlySqlTransaction)
 # A value Postgres will not take (a NUL or a lone surrogate in text or JSON, NaN in JSON): no retry changes it.
 VALUE_ERRORS = (psycopg.DataError,)
 

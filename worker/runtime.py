@@ -18,7 +18,7 @@ import kombu.exceptions
 
 from orderrelay.config.settings import Settings, get_settings
 from orderrelay.core import pending
-from orderrelay.core.leases import Leases
+from orderrelay.core.leases import Leases, Marks
 from orderrelay.core.limits import SharedLimits
 from orderrelay.foundation.breaker import Guard
 from orderrelay.foundation.vault import Vault
@@ -67,6 +67,7 @@ class Runtime:
         )
         self.db = make_pool(settings.database_url, settings.db_pool_size)
         self.leases = Leases(self.db, settings.lease_seconds)
+        self.marks = Marks(settings.database_url)
         self.limits = SharedLimits(
             settings.broker_url,
             settings.rate_limits,
@@ -101,6 +102,7 @@ class Runtime:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
             self.leases.close()
+            self.marks.close()
             self.db.close()
 
 

@@ -9,14 +9,17 @@ that lost its claim neither sends nor records an outcome as if it still held it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from orderrelay.store import orders as store
+from orderrelay.store.db import make_pool
 
 log = logging.getLogger("orderrelay.core.leases")
 
@@ -80,3 +83,25 @@ class Leases:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class Marks:
+    """The writes that stand between a provider's turn and its create request (the mark that it goes out now, and
+    taking it back after a 401), on two connections and two threads of their own: so that they wait for neither the
+    process's pool, which its task threads may all be using, nor the loop's executor, which slow work may fill. What
+    such a write takes is all that can bring two requests closer than the rate's spacing."""
+
+    def __init__(self, database_url: str):
+        self.db = make_pool(database_url, 2)
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="orderrelay-marks")
+
+    async def write(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            with self.db.connection() as conn:
+                return statement(conn, *args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.db.close()

@@ -157,10 +157,6 @@ class Pass:
     turn: float | None = None
     waiting: bool = False
 
-    def now(self) -> bool:
-        """Whether nothing is left to wait for before the call (its turn has come)."""
-        return self.turn is None or self.turn <= time.monotonic()
-
 
 class SharedLimits:
     """One per worker process, over the broker's Redis (none for another broker: per-process caps only).

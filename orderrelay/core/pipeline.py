@@ -20,7 +20,7 @@ from orderrelay import providers
 from orderrelay.config.settings import Settings
 from orderrelay.core import pending
 from orderrelay.core.envelope import Job, NotifyRules, fingerprint_of, rejected_target, validate_job
-from orderrelay.core.leases import Leases
+from orderrelay.core.leases import Leases, Marks
 from orderrelay.core.limits import SHORTEST_DEFER, Pass, SharedLimits
 from orderrelay.foundation.breaker import Guard
 from orderrelay.foundation.constants import Outcome, Status
@@ -57,6 +57,7 @@ class Runtime(Protocol):
     vault: Vault
     guard: Guard
     leases: Leases
+    marks: Marks
     limits: SharedLimits
     notes: Any  # the Redis client of orderrelay.core.pending, or None
     name: str
@@ -370,9 +371,10 @@ def _give_back(rt: Runtime, provider_id: str, admitted: Pass) -> tuple[uuid.UUID
 
 
 def _nothing_to_wait_for(rt: Runtime, provider_id: str, admitted: Pass) -> bool:
-    """Whether the create request can follow the claim at once: its turn has come and no token is to be asked for.
-    The claim's statement then marks the attempt as sending, and no second write is needed before the request."""
-    return admitted.now() and rt.http.ready(provider_id)
+    """Whether the create request can follow the claim at once: the provider has no rate (a rate's turn is kept to
+    within the time of the mark's own write, on a connection of its own, not the claim's on the shared pool) and no
+    token is to be asked for. The claim's statement then marks the attempt as sending: no second write is needed."""
+    return admitted.turn is None and rt.http.ready(provider_id)
 
 
 def _deferred(seconds: float, why: str) -> str:
@@ -559,22 +561,25 @@ class _Fence:
             self.used = True  # marked by the claim a moment ago: its turn had come
             return
         await self.pace()
-        marked = await asyncio.to_thread(self._write, store.mark_sending, "mark it as sending")
+        claim = self.claim
+        marked = await self._write(
+            "mark it as sending",
+            store.mark_sending,
+            claim["id"],
+            claim_token=claim["claim_token"],
+            attempt_id=claim["attempt_id"],
+        )
         if not marked:
-            raise ClaimLost(f"order {self.claim['id']}: the claim was taken (or ran out) while this worker waited")
+            raise ClaimLost(f"order {claim['id']}: the claim was taken (or ran out) while this worker waited")
         self.sending.marked = True
 
     async def nothing_made(self) -> None:
-        await asyncio.to_thread(self._write, store.unmark_sending, "take its sending mark back")
+        await self._write("take its sending mark back", store.unmark_sending, self.claim["attempt_id"])
         self.sending.marked = False
 
-    def _write(self, statement: Any, what: str) -> Any:
-        claim = self.claim
+    async def _write(self, what: str, statement: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            with self.rt.db.connection() as conn:
-                if statement is store.unmark_sending:
-                    return statement(conn, claim["attempt_id"])
-                return statement(conn, claim["id"], claim_token=claim["claim_token"], attempt_id=claim["attempt_id"])
+            return await self.rt.marks.write(statement, *args, **kwargs)
         except TRANSIENT_ERRORS as exc:  # not written: nothing may be sent (the attempt ends as not sent)
             raise RetryableError(f"not sent: Postgres could not {what} ({type(exc).__name__})") from None
 
