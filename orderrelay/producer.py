@@ -66,6 +66,8 @@ def send(
     """Publish an ``orders.submit`` message with sealed card fields; returns the order's id. Once the message is
     published this returns: the note beside it (``orderrelay.core.pending``) is a second write that may fail on its
     own (Redis going away between the two), and a caller told "failed" for a job that was sent could send it again."""
+    if idempotency_key is not None and not isinstance(idempotency_key, str):  # its order id could not be told
+        raise TypeError(f"idempotency_key must be a string, not {type(idempotency_key).__name__}; nothing was sent")
     if provider in providers.REGISTRY and isinstance(order, dict):
         order = seal_fields(vault, order, providers.get(provider).CARD_FIELDS)
     kwargs: dict[str, Any] = {"provider": provider, "order": order, "idempotency_key": idempotency_key}
@@ -74,6 +76,7 @@ def send(
     if notify is not None:
         kwargs["notify"] = notify
     message_id = str(uuid.uuid4())
+    order_id = str(order_id_for(idempotency_key, message_id))  # before the publish: nothing after it may raise
     shown = shown_job(kwargs)
     with app.producer_or_acquire() as publisher:
         app.send_task(
@@ -95,4 +98,4 @@ def send(
                     message_id,
                     type(exc).__name__,
                 )
-    return str(order_id_for(idempotency_key, message_id))
+    return order_id

@@ -8,6 +8,7 @@ among them) loads no aiohttp.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +31,8 @@ class Token:
     renew_at: float
     refresh: str | None = None  # a refresh token, where the provider grants one
 
-    def fresh(self, margin: float = 0.0) -> bool:
-        """Whether it is still to be used (for ``margin`` seconds more)."""
-        return time.monotonic() + margin < self.renew_at
+    def fresh(self) -> bool:
+        return time.monotonic() < self.renew_at
 
 
 async def oauth_token(
@@ -85,15 +85,20 @@ async def _grant(
         )
     body = response.body if isinstance(response.body, dict) else {}
     value = body.get("access_token")
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_TOKEN:
-        raise RetryableError(f"{provider_id} token endpoint answered HTTP {response.status} without a token")
+    if not _usable(value):
+        raise RetryableError(f"{provider_id} token endpoint answered HTTP {response.status} without a usable token")
     ttl = _lifetime(body.get("expires_in"), default_ttl)
     refresh = body.get("refresh_token")
-    return Token(
-        value,
-        time.monotonic() + max(ttl - 30.0, ttl / 2),
-        refresh if isinstance(refresh, str) and 0 < len(refresh) <= MAX_TOKEN else None,
-    )
+    return Token(value, time.monotonic() + max(ttl - 30.0, ttl / 2), refresh if _usable(refresh) else None)
+
+
+TOKEN = re.compile(rf"[\x21-\x7e]{{1,{MAX_TOKEN}}}")  # what can travel in a header: visible ASCII, no space
+
+
+def _usable(value: Any) -> bool:
+    """Whether a token can be sent as it came (a control character or a space in it, and aiohttp refuses the header;
+    cached, it would break every call until it expired)."""
+    return isinstance(value, str) and TOKEN.fullmatch(value) is not None
 
 
 def _lifetime(stated: Any, default: float) -> float:

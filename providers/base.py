@@ -159,8 +159,9 @@ def holds(found: Any, sent: Any) -> bool:
 
 
 def bounded_wait(seconds: float) -> float:
-    """A wait a provider asked for, from 0 to LONGEST_RETRY_AFTER (infinity, NaN and anything huge: the longest)."""
-    if not math.isfinite(seconds):
+    """A wait a provider asked for, from 0 to LONGEST_RETRY_AFTER: NaN and anything huge (infinity included) the
+    longest, anything negative (minus infinity included) none."""
+    if math.isnan(seconds):
         return LONGEST_RETRY_AFTER
     return min(LONGEST_RETRY_AFTER, max(0.0, seconds))
 

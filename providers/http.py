@@ -16,6 +16,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import aiohttp
@@ -66,6 +67,7 @@ class Http:
             connector=aiohttp.TCPConnector(limit=settings.http_max_connections, limit_per_host=0),
             headers={"User-Agent": USER_AGENT},
             raise_for_status=False,
+            trace_configs=[_connection_hooks()],
         )
         # Webhooks go out on a session of their own: to the public internet only (providers.egress), no redirects.
         self.webhooks = aiohttp.ClientSession(
@@ -75,22 +77,23 @@ class Http:
         self.allow_hosts = settings.notify_allow_hosts
         self.tokens: dict[str, Token] = {}
         self.locks: dict[str, asyncio.Lock] = {}
-        self.authenticated: set[str] = set()  # providers this process has authenticated to (see ``ready``)
 
     def lock(self, provider_id: str) -> asyncio.Lock:
         return self.locks.setdefault(provider_id, asyncio.Lock())
 
-    def ready(self, provider_id: str) -> bool:
-        """Whether authenticating to the provider sends no request now: it was done before in this process, and its
-        token (if it grants one) is good for a minute more."""
-        token = self.tokens.get(provider_id)
-        return provider_id in self.authenticated and (token is None or token.fresh(margin=60.0))
-
     async def send(
-        self, base_url: str, request: Request, headers: dict[str, str] | None = None, *, provider: str | None = None
+        self,
+        base_url: str,
+        request: Request,
+        headers: dict[str, str] | None = None,
+        *,
+        provider: str | None = None,
+        connected: Callable[[], Awaitable[None]] | None = None,
     ) -> Response:
         """Send one request; aiohttp's failures come out as RetryableError or InDoubtError. With ``provider``, the
-        request first waits for that provider's turn (``pace``); a create request's turn is taken before its mark."""
+        request first waits for that provider's turn (``pace``; a create request's turn is taken before). With
+        ``connected``, that runs once the connection is open (new, or reused from the pool) and before a byte of the
+        request is written: what it raises, the request is not sent."""
         if provider is not None:
             fence = ATTEMPT.get()
             if fence is not None:
@@ -106,8 +109,11 @@ class Http:
                 data=request.form,
                 params=request.params,
                 headers={**request.headers, **(headers or {})},
+                trace_request_ctx=None if connected is None else SimpleNamespace(connected=connected),
             ) as resp:
                 return Response(resp.status, dict(resp.headers), await _body(resp))
+        except (ValueError, TypeError) as exc:  # aiohttp refused to build it (a header with a control character ...)
+            raise RetryableError(f"{request.method} {request.path} could not be sent: {type(exc).__name__}") from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise RetryableError(f"timed out connecting to {request.method} {request.path}") from exc
         except aiohttp.ClientConnectorError as exc:
@@ -120,6 +126,22 @@ class Http:
     async def close(self) -> None:
         await self.session.close()
         await self.webhooks.close()
+
+
+def _connection_hooks() -> aiohttp.TraceConfig:
+    """aiohttp's own signals that a request's connection is ready (made, or taken from the pool), awaited before the
+    request is written: where a create request's durable "sending" mark goes, so that a worker killed while it
+    connects (a provider slow to accept, a TLS handshake) has sent nothing it could be in doubt about."""
+
+    async def connected(session: Any, context: Any, params: Any) -> None:
+        hook = getattr(context.trace_request_ctx, "connected", None)
+        if hook is not None:
+            await hook()
+
+    hooks = aiohttp.TraceConfig()
+    hooks.on_connection_create_end.append(connected)
+    hooks.on_connection_reuseconn.append(connected)
+    return hooks
 
 
 async def _body(resp: aiohttp.ClientResponse) -> Any:
@@ -152,7 +174,7 @@ def check(provider: Provider, response: Response) -> None:
     if 200 <= response.status < 300:
         return
     info = provider.error(response)
-    kwargs = {"status": response.status, "code": info.code, "details": scrub(info.details)}
+    kwargs = {"status": response.status, "code": scrub(info.code), "details": scrub(info.details)}
     if response.status in UNPROCESSED:
         raise RetryableError(scrub(info.message), retry_after=retry_after(response.headers), **kwargs)
     if may_have_made(response.status):
@@ -161,9 +183,18 @@ def check(provider: Provider, response: Response) -> None:
 
 
 def scrub(value: Any) -> Any:
-    """A provider's answer (its error text, or the order it returns) with anything shaped like a card number
-    masked, spaces and dashes included, before it is stored or logged."""
-    return remap(value, lambda v, key: mask_cards(v) if isinstance(v, str) else DESCEND)
+    """A provider's answer (its error text, or the order it returns) with every card number in it masked before it
+    is stored or logged: in its text (spaced, dashed, escaped ...), as a JSON number, and as an object's key."""
+    return remap(value, _masked, rekey=lambda k: mask_cards(k) if isinstance(k, str) else k)
+
+
+def _masked(value: Any, key: Any) -> Any:
+    if isinstance(value, str):
+        return mask_cards(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 13 <= len(str(abs(value))) <= 19:
+        masked = mask_cards(str(value))  # a card number sent as a JSON number: kept as its masked text
+        return value if masked == str(value) else masked
+    return DESCEND
 
 
 def _fresh(provider: Provider) -> dict[str, str]:
@@ -190,8 +221,8 @@ def _fresh_token_refused(provider: Provider, response: Response) -> AuthError:
 class Sending:
     """The create requests of one attempt: the key they carry, and whether one may have made the order.
 
-    ``marked``: the attempt's durable mark that a create request is going out now is written (the claim's own
-    statement writes it when nothing is to wait for between the claim and the request; see the pipeline's fence).
+    ``marked``: the attempt's durable mark that a create request is going out now is written (see the pipeline's
+    fence); ``sent``: it was, and the request went on to be written.
     """
 
     key: str
@@ -222,12 +253,15 @@ class Sending:
 
 
 class Fence(Protocol):
-    """What runs around an attempt's requests: ``before`` a create request goes out (the provider's turn, then the
-    durable mark that it is going out, fenced by the claim: ClaimLost or HeldBack when it must not); ``pace`` before
-    any other (a token grant, a lookup: its turn, or HeldBack); ``nothing_made`` after an answer that proves the
-    create made nothing and that another follows (a 401: the mark is taken back)."""
+    """What runs around an attempt's requests: ``before`` a create request (the provider's turn: HeldBack when it is
+    far), ``connected`` once its connection is open (the durable mark that it goes out now, fenced by the claim:
+    ClaimLost when it must not), ``pace`` before any other request (a token grant, a lookup: its turn, or HeldBack),
+    and ``nothing_made`` after an answer that proves the create made nothing and another follows (a 401: the mark is
+    taken back)."""
 
     async def before(self) -> None: ...
+
+    async def connected(self) -> None: ...
 
     async def pace(self) -> None: ...
 
@@ -240,12 +274,15 @@ async def place(
     """Create the order at the provider; raises a ProviderError when it was not (or may not have been) made."""
     for fresh in (False, True):
         headers = await provider.authenticate(http, cfg, fresh=fresh)
-        http.authenticated.add(provider.ID)
         await fence.before()
         request = provider.request(order, sending.key, cfg)
-        sending.going()
+
+        async def connected() -> None:  # the connection is open: marked as sending, then written
+            await fence.connected()
+            sending.going()
+
         try:
-            response = await http.send(cfg.base_url, request, {**headers, **_fresh(provider)})
+            response = await http.send(cfg.base_url, request, {**headers, **_fresh(provider)}, connected=connected)
         except InDoubtError:
             sending.unanswered()
             raise
@@ -268,9 +305,23 @@ async def place(
 
 
 def _kept(placed: Placed) -> Placed:
-    """A placed order as it can be stored: its reference cleaned of what Postgres refuses and cut to MAX_REF."""
-    ref = placed.ref if placed.ref.isascii() and len(placed.ref) <= MAX_REF and "\x00" not in placed.ref else None
-    return placed if ref is not None else dataclasses.replace(placed, ref=clean_text(placed.ref[:MAX_REF]))
+    """A placed order as it can be stored and compared: its reference and its status as text (a provider may answer a
+    number, an object, NaN), cleaned of what Postgres refuses (NUL, a lone surrogate), cut to MAX_REF characters."""
+    ref, status = _text(placed.ref), None if placed.status is None else _text(placed.status)
+    return (
+        placed if (ref, status) == (placed.ref, placed.status) else dataclasses.replace(placed, ref=ref, status=status)
+    )
+
+
+def _text(value: Any) -> str:
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, default=repr)
+        if isinstance(value, dict | list)
+        else str(value)
+    )
+    return text if text.isascii() and len(text) <= MAX_REF and "\x00" not in text else clean_text(text[:MAX_REF])
 
 
 async def follow_up(provider: Provider, http: Http, cfg: ProviderSettings, order: dict, ref: str) -> Placed | None:
@@ -280,7 +331,7 @@ async def follow_up(provider: Provider, http: Http, cfg: ProviderSettings, order
         return None
     response = await call(provider, http, cfg, request)
     check(provider, response)
-    return provider.response(response.body)
+    return _kept(provider.response(response.body))
 
 
 async def lookup(provider: Provider, http: Http, cfg: ProviderSettings, order: dict) -> list[Placed]:
@@ -296,7 +347,7 @@ async def lookup(provider: Provider, http: Http, cfg: ProviderSettings, order: d
         check(provider, response)
     except (InDoubtError, PermanentError) as exc:
         raise RetryableError(f"the lookup failed: {exc.message}", status=exc.status, code=exc.code) from exc
-    return [dataclasses.replace(p, http_status=response.status) for p in provider.found(response.body, order)]
+    return [dataclasses.replace(_kept(p), http_status=response.status) for p in provider.found(response.body, order)]
 
 
 Owners = Callable[[list[Placed]], Awaitable[list[Placed]]]

@@ -16,6 +16,8 @@ A script is a list consumed one entry per create-order request:
                               the commit); the provider keeps the real answer under the key, or with
                               ``"stored": true`` (its own crash after the commit) the failure;
   ``{"after_create": true, "delay": 7}``     make the order, then answer only after 7 s (longer than a lease);
+  ``{"after_create": true, "patch": {"response.status": NaN}}``  make the order, then answer with values set by
+                              path (what a hostile provider answers: NaN, a lone surrogate, an object where text was);
   ``"delay"`` also combines with a status or ``"drop": true``.
 ``latency_ms`` delays every create-order request before it is handled (nothing is made during the wait).
 
@@ -26,12 +28,14 @@ if nothing had been made yet (a read that lags behind the write).
 ``token_script`` is the same for the provider's token endpoint (every provider that grants tokens), one entry per
 token request: a status answers it (``{"status": 503, "retry_after": 2}`` too), ``"drop"`` closes the connection,
 ``{"delay": 40}`` answers only after 40 s (longer than a client's read timeout: a timeout), ``"not_json"`` answers
-200 with an HTML page. Token requests are counted (``token_requests``).
+200 with an HTML page, ``{"token": "tok\\nen"}`` answers 200 with that token. Token requests are counted
+(``token_requests``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import secrets
 import time
@@ -42,7 +46,19 @@ from typing import Any
 
 from aiohttp import web
 
-STEP_KEYS = {"status", "retry_after", "stored", "gateway", "drop", "after_create", "delay", "location", "not_json"}
+STEP_KEYS = {
+    "status",
+    "retry_after",
+    "stored",
+    "gateway",
+    "drop",
+    "after_create",
+    "delay",
+    "location",
+    "not_json",
+    "token",
+    "patch",
+}
 
 
 @dataclass
@@ -59,6 +75,8 @@ class Fault:
     stale: bool = False  # a lookup answers as if nothing had been made yet
     location: str | None = None  # a redirect's Location header (the receiver's ``{"status": 307, ...}``)
     not_json: bool = False  # a 200 whose body is an HTML page (a token endpoint's maintenance page)
+    token: str | None = None  # a token endpoint's answer: 200 with this access token (one with a control character)
+    patch: dict | None = None  # after_create: the answer with these values set, by dotted path (a hostile provider)
 
     @property
     def drop_after_create(self) -> bool:
@@ -92,6 +110,8 @@ def parse_step(step: Any) -> Fault:
                 delay=float(delay),
                 location=step.get("location"),
                 not_json=bool(step.get("not_json")),
+                token=step.get("token"),
+                patch=step.get("patch"),
             )
     raise ValueError(f"not a fault step: {step!r}")
 
@@ -122,6 +142,19 @@ class Faults:
 
     def next_token(self) -> Fault:
         return self.token_script.popleft() if self.token_script else Fault()
+
+
+def patched(response: web.Response, patch: dict) -> web.Response:
+    """The answer with each dotted path of ``patch`` set to its value (NaN, a lone surrogate, an object ...: what a
+    hostile or broken provider may answer), in JSON as Python writes it."""
+    body = json.loads(response.body)
+    for path, value in patch.items():
+        *parents, last = path.split(".")
+        node = body
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return web.Response(status=response.status, text=json.dumps(body), content_type="application/json")
 
 
 def drop(request: web.Request) -> web.Response:
@@ -230,6 +263,8 @@ async def scripted_create(
                 store(failure)
             return failure
         response = await create()
+        if fault.patch:
+            response = patched(response, fault.patch)
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.drop:
@@ -270,6 +305,8 @@ async def scripted_token(state: ProviderState, request: web.Request) -> web.Resp
         return drop(request)
     if fault.not_json:
         return web.Response(status=200, text="<html><body>Down for maintenance</body></html>", content_type="text/html")
+    if fault.token is not None:
+        return web.json_response({"access_token": fault.token, "token_type": "Bearer", "expires_in": 3600})
     if fault.status != 200:
         return fault_response(fault, {"error": "server_error", "error_description": f"scripted HTTP {fault.status}"})
     return None

@@ -15,8 +15,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # Postgres away, the pool exhausted, or a server that takes no writes for now (a standby not yet promoted, a primary
 # demoted in a failover, a database set read-only): the work is retried later, never dropped.
 TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout, psycopg.errors.ReadOnlySqlTransaction)
-# A value Postgres will not take (a NUL or a lone surrogate in text or JSON, NaN in JSON): no retry changes it.
-VALUE_ERRORS = (psycopg.DataError,)
+# A value Postgres will not take (a NUL in text or JSON, NaN in JSON), or psycopg cannot send (a lone surrogate): no
+# retry changes it.
+VALUE_ERRORS = (psycopg.DataError, UnicodeError)
 
 
 def make_pool(database_url: str, size: int) -> ConnectionPool:

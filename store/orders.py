@@ -36,13 +36,12 @@ def insert_order(
     notify: dict | None = None,
     claim_lease: float | None = None,
     producer: str | None = None,
-    mark: bool = False,
 ) -> dict:
     """Insert a new order with its first event, or return the existing order for the same key or message.
 
     The result has ``id``, ``status``, ``created`` and, for an existing order, its ``request_hash``. With
     ``claim_lease`` a new order is claimed at once for that many seconds; the result is then a claim, as
-    ``claim`` returns it (``mark``: as ``claim``'s).
+    ``claim`` returns it.
     """
     claim = claim_lease is not None
     params = {
@@ -66,7 +65,6 @@ def insert_order(
         "claim_token": uuid.uuid4() if claim else None,
         "lease": claim_lease,
         "claim_reason": "claimed (attempt 1)",
-        "mark": claim and mark,
     }
     row = conn.execute(queries.INSERT_ORDER, params).fetchone()
     if row is None:  # a unique key matched: the same job was seen before
@@ -74,19 +72,16 @@ def insert_order(
     return row
 
 
-def claim(
-    conn: Connection, order_id: uuid.UUID, *, lease: float, reason: str, mark: bool = False, lookup: bool = False
-) -> dict | None:
-    """Claim a due order for one placement; None when it is not due, not placeable, or claimed by another.
-
-    ``mark``: nothing is left to wait for before the create request, so the claim marks its attempt as sending now,
-    unless the order is uncertain at a provider with a ``lookup`` (which goes first); the claim's ``marked`` says."""
-    params = {"id": order_id, "lease": lease, "claim_token": uuid.uuid4(), "reason": reason}
-    return conn.execute(queries.CLAIM, {**params, "mark": mark, "lookup": lookup}).fetchone()
+def claim(conn: Connection, order_id: uuid.UUID, *, lease: float, reason: str) -> dict | None:
+    """Claim a due order for one placement; None when it is not due, not placeable, or claimed by another."""
+    return conn.execute(
+        queries.CLAIM, {"id": order_id, "lease": lease, "claim_token": uuid.uuid4(), "reason": reason}
+    ).fetchone()
 
 
 def mark_sending(conn: Connection, order_id: uuid.UUID, *, claim_token: uuid.UUID, attempt_id: int) -> bool:
-    """Mark the attempt as sending its create request now, fenced by the claim; False: the worker must not send."""
+    """Mark the attempt as sending its create request now (its connection is open), fenced by the claim; False: the
+    worker must not send."""
     params = {"id": order_id, "claim_token": claim_token, "attempt_id": attempt_id}
     return conn.execute(queries.MARK_SENDING, params).fetchone() is not None
 
@@ -366,11 +361,12 @@ def defer(
     claim_token: uuid.UUID,
     attempt_id: int,
     to_status: str,
-    due_at: datetime,
-    expected_at: datetime | None,
+    seconds: float,
+    expected: bool,
     reason: str,
 ) -> bool:
-    """Give a claim back unused (nothing was sent): due again at ``due_at``; False when the claim was lost."""
+    """Give a claim back unused (nothing was sent): due again in ``seconds`` (on Postgres's clock), its message
+    ``expected`` then (a countdown) or not (the sweep's); False when the claim was lost."""
     row = conn.execute(
         queries.DEFER,
         {
@@ -378,20 +374,18 @@ def defer(
             "claim_token": claim_token,
             "attempt_id": attempt_id,
             "to_status": to_status,
-            "due_at": due_at,
-            "expected_at": expected_at,
+            "seconds": seconds,
+            "expected": expected,
             "reason": reason,
         },
     ).fetchone()
     return row is not None
 
 
-def postpone(
-    conn: Connection, order_id: uuid.UUID, *, due_at: datetime, expected_at: datetime | None, reason: str
-) -> str | None:
-    """Make a due order, not claimed, due again at ``due_at`` (its limits hold it back); its status, or None when it
+def postpone(conn: Connection, order_id: uuid.UUID, *, seconds: float, expected: bool, reason: str) -> str | None:
+    """Make a due order, not claimed, due again in ``seconds`` (its limits hold it back); its status, or None when it
     was not due (or was taken)."""
-    params = {"id": order_id, "due_at": due_at, "expected_at": expected_at, "reason": reason}
+    params = {"id": order_id, "seconds": seconds, "expected": expected, "reason": reason}
     row = conn.execute(queries.POSTPONE, params).fetchone()
     return row["to_status"] if row else None
 

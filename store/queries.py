@@ -13,8 +13,7 @@ DUE = f"status IN {_sql_list(DUE_STATUSES)}"  # the predicate of the index order
 OPEN = _sql_list(OPEN_STATUSES)  # the statuses of the index orders_open (migration 0007)
 
 # A new order and its first event; with %(claim)s (an order due now) it is claimed in the same statement, as CLAIM
-# would: status placing with a lease, attempt 1, the claim's event, and with %(mark)s attempt 1's mark that its
-# create request goes out now (nothing is left to wait for). One round trip for a job that is placed at once.
+# would: status placing with a lease, attempt 1, the claim's event. One round trip for a job that is placed at once.
 INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
@@ -36,12 +35,12 @@ WITH ins AS (
     UNION ALL
     SELECT id, %(status)s, 'placing', %(claim_reason)s FROM ins WHERE %(claim)s
 ), att AS (
-    INSERT INTO attempts (order_id, number, idempotency_key, sent_at)
-    SELECT id, 1, provider_key::text, CASE WHEN %(mark)s THEN clock_timestamp() END FROM ins WHERE %(claim)s
-    RETURNING id, sent_at IS NOT NULL AS marked
+    INSERT INTO attempts (order_id, number, idempotency_key)
+    SELECT id, 1, provider_key::text FROM ins WHERE %(claim)s
+    RETURNING id
 )
 SELECT ins.*, true AS created, %(status)s AS from_status, (SELECT id FROM att) AS attempt_id,
-       coalesce((SELECT marked FROM att), false) AS marked, false AS uncertain, NULL::timestamptz AS key_sent_at
+       false AS uncertain, NULL::timestamptz AS key_sent_at
 FROM ins
 """
 
@@ -55,9 +54,7 @@ LIMIT 1
 """
 
 # Claim a due order for one placement: status -> placing with a lease, a new attempt row, one event. The claim
-# says whether the order is uncertain: an attempt not yet settled may have made it (its outcome was in_doubt). With
-# %(mark)s the new attempt is marked as sending now (``sent_at``: nothing is left to wait for before its create
-# request), unless a lookup must come first (%(lookup)s and the order uncertain); ``marked`` says which.
+# says whether the order is uncertain: an attempt not yet settled may have made it (its outcome was in_doubt).
 CLAIM = f"""
 WITH old AS (
     SELECT id, status FROM orders
@@ -71,25 +68,23 @@ WITH old AS (
     RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token, o.round_base,
               o.retry_round, o.notify IS NOT NULL AS notifies, o.key_sent_at, o.settled_through,
               old.status AS from_status
-), unc AS (
-    SELECT EXISTS (SELECT 1 FROM attempts a, upd WHERE a.order_id = upd.id AND a.outcome = 'in_doubt'
-                                                   AND a.number > upd.settled_through) AS uncertain
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)
     SELECT id, from_status, 'placing', %(reason)s || ' (attempt ' || attempt_count || ')' FROM upd
 ), att AS (
-    INSERT INTO attempts (order_id, number, idempotency_key, sent_at)
-    SELECT id, attempt_count, provider_key::text,
-           CASE WHEN %(mark)s AND NOT (%(lookup)s AND (SELECT uncertain FROM unc)) THEN clock_timestamp() END
-    FROM upd
-    RETURNING id, sent_at IS NOT NULL AS marked
+    INSERT INTO attempts (order_id, number, idempotency_key)
+    SELECT id, attempt_count, provider_key::text FROM upd
+    RETURNING id
 )
-SELECT upd.*, att.id AS attempt_id, att.marked, unc.uncertain FROM upd, att, unc
+SELECT upd.*, att.id AS attempt_id,
+       EXISTS (SELECT 1 FROM attempts a WHERE a.order_id = upd.id AND a.outcome = 'in_doubt'
+                                          AND a.number > upd.settled_through) AS uncertain
+FROM upd, att
 """
 
-# Right before a create request goes out (when the claim did not mark it): its attempt is marked as sending, fenced by
-# the claim (still this worker's, its lease not run out, the attempt not finished by a recovery). Nothing returned:
-# the worker must not send. A recovery that takes the claim at the same moment waits for this row, and reads the mark.
+# Once a create request's connection is open, before it is written: its attempt is marked as sending, fenced by the
+# claim (still this worker's, its lease not run out, the attempt not finished by a recovery). Nothing returned: the
+# worker must not send. A recovery that takes the claim at the same moment waits for this row, and reads the mark.
 MARK_SENDING = """
 UPDATE attempts a SET sent_at = clock_timestamp()
 WHERE a.id = %(attempt_id)s AND a.finished_at IS NULL
@@ -235,7 +230,8 @@ LATE_ANSWER = """
 WITH att AS (
     UPDATE attempts SET finished_at = coalesce(finished_at, clock_timestamp()), http_status = %(http_status)s,
                         latency_ms = %(latency_ms)s, outcome = %(outcome)s, error = %(error)s,
-                        idempotency_key = coalesce(%(attempt_key)s, idempotency_key)
+                        idempotency_key = coalesce(%(attempt_key)s, idempotency_key),
+                        sent_at = CASE WHEN %(never_sent)s THEN NULL ELSE sent_at END  -- what recovery will read
     WHERE id = %(attempt_id)s
 ), cur AS (
     SELECT id, status, provider, provider_ref, notify IS NOT NULL AS notifies FROM orders WHERE id = %(id)s FOR UPDATE
@@ -354,7 +350,9 @@ LIMIT %(limit)s OFFSET %(offset)s
 DEFER = """
 WITH upd AS (
     UPDATE orders SET status = %(to_status)s, attempt_count = attempt_count - 1, claim_token = NULL,
-                      lease_until = NULL, due_at = %(due_at)s, expected_at = %(expected_at)s,
+                      lease_until = NULL, due_at = clock_timestamp() + make_interval(secs => %(seconds)s),
+                      expected_at = CASE WHEN %(expected)s THEN clock_timestamp() + make_interval(secs => %(seconds)s)
+                                    END,
                       updated_at = clock_timestamp()
     WHERE id = %(id)s AND status = 'placing' AND claim_token = %(claim_token)s
       AND EXISTS (SELECT 1 FROM attempts WHERE id = %(attempt_id)s AND finished_at IS NULL AND sent_at IS NULL)
@@ -368,11 +366,14 @@ RETURNING order_id
 """
 
 # Before a claim: the provider's limits hold a due order back (paused, its ceiling full, its turn booked later), so it
-# is due again later, with an event; nothing is claimed and no attempt is made. An order not due or already taken (a
-# stray message) is left as it is.
+# is due again %(seconds)s from now (on Postgres's clock, as everything that reads due_at), with an event; nothing is
+# claimed and no attempt is made. An order not due or already taken (a stray message) is left as it is.
 POSTPONE = f"""
 WITH upd AS (
-    UPDATE orders SET due_at = %(due_at)s, expected_at = %(expected_at)s, updated_at = clock_timestamp()
+    UPDATE orders SET due_at = clock_timestamp() + make_interval(secs => %(seconds)s),
+                      expected_at = CASE WHEN %(expected)s THEN clock_timestamp() + make_interval(secs => %(seconds)s)
+                                    END,
+                      updated_at = clock_timestamp()
     WHERE id = %(id)s AND {DUE} AND due_at <= clock_timestamp()
     RETURNING id, status
 )

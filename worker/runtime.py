@@ -66,16 +66,16 @@ class Runtime:
             cooldown=settings.breaker_cooldown,
         )
         self.db = make_pool(settings.database_url, settings.db_pool_size)
-        self.leases = Leases(self.db, settings.lease_seconds)
-        self.marks = Marks(settings.database_url)
         self.limits = SharedLimits(
             settings.broker_url,
             settings.rate_limits,
             settings.concurrency_limits,
-            seat_lease=settings.longest_attempt + 60.0,  # a seat outlives the longest call; a dead worker's, no more
+            seat_lease=settings.lease_seconds,  # renewed with the claims: a dead worker's seat frees as its claims do
             horizon=settings.countdown_horizon,
             sweep_interval=settings.sweep_interval,
         )
+        self.leases = Leases(self.db, settings.lease_seconds, also=self.limits.renew_seats)
+        self.marks = Marks(settings.database_url)
         self.notes = pending.client_for(settings.broker_url)  # jobs the producer noted, until they are rows
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="orderrelay-loop", daemon=True)

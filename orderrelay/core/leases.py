@@ -37,9 +37,10 @@ class Held:
 class Leases:
     """The claims of one process, renewed by a thread of their own."""
 
-    def __init__(self, db: Any, lease: float):
+    def __init__(self, db: Any, lease: float, also: Any = None):
         self.db = db
         self.lease = lease
+        self.also = also  # renewed with the claims, at each tick: the seats of the calls in flight
         self._held: dict[uuid.UUID, Held] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -71,6 +72,11 @@ class Leases:
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease / 3):
+            if self.also is not None:
+                try:
+                    self.also()
+                except Exception:
+                    log.warning("could not renew the calls' seats", exc_info=True)
             with self._lock:
                 claims = [h for h in self._held.values() if not h.lost]
             if not claims:

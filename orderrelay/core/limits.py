@@ -12,9 +12,10 @@ What they promise, and how:
   drains at the rate with each order deferred once or twice, not spinning). A create request that comes later than
   its turn (a token grant or a lookup took the time) takes a fresh one rather than crowd the next. Token grants,
   lookups and follow-up reads take turns too (``pace``).
-- **The ceiling** is a sorted set of seats, each leased on Redis's clock for as long as the longest attempt may take,
-  and freed when the call ends. An order that finds it full waits (deferred without a call) until a call of that
-  provider ends, which wakes the first waiters, or at most FULL_RETRY seconds.
+- **The ceiling** is a sorted set of seats, each leased on Redis's clock and renewed with the claims while its call
+  lasts (however long that is), freed when the call ends, and within one lease when its worker died. An order that
+  finds it full waits (deferred without a call) until a call of that provider ends, which wakes the first waiters,
+  or at most FULL_RETRY seconds.
 - **A pause** holds every worker's calls of that provider until the time the provider named (bounded by
   ``providers.base.LONGEST_RETRY_AFTER``; ``orderrelay limits resume`` lifts one); the orders it holds come back
   spread over PAUSE_SPREAD seconds after it ends, so the end of a pause is not a herd.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -126,6 +128,15 @@ local woken = {}
 for i = 1, #popped, 2 do woken[#woken + 1] = popped[i] end
 return woken
 """
+# The seats of calls still in flight, leased again: KEYS seats; ARGV the lease (ms), then the seats (only those
+# still there: one the ceiling's clean-up removed stays removed).
+RENEW = """
+local t = redis.call('time')
+local lease_end = t[1] * 1000 + t[2] / 1000 + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('zadd', KEYS[1], 'XX', lease_end, ARGV[i]) end
+redis.call('pexpire', KEYS[1], tonumber(ARGV[1]) + 60000)
+return 1
+"""
 # A pause is kept at the latest time any provider answer named.
 PAUSE = """
 local left = redis.call('pttl', KEYS[1])
@@ -161,9 +172,9 @@ class Pass:
 class SharedLimits:
     """One per worker process, over the broker's Redis (none for another broker: per-process caps only).
 
-    ``seat_lease``: how long a seat is kept for a call that never ends (its worker died): the longest an attempt may
-    take. ``horizon`` and ``sweep_interval`` say how a deferred order comes back (a countdown within the horizon,
-    else the sweep), so that it is due again just before its booked turn."""
+    ``seat_lease``: how long a seat is kept without renewal (``renew_seats``, with the claims): how soon a dead
+    worker's seat frees. ``horizon`` and ``sweep_interval`` say how a deferred order comes back (a countdown within
+    the horizon, else the sweep), so that it is due again just before its booked turn."""
 
     def __init__(
         self,
@@ -171,7 +182,7 @@ class SharedLimits:
         rates: dict[str, str],
         ceilings: dict[str, int],
         *,
-        seat_lease: float = 900.0,
+        seat_lease: float = 60.0,
         horizon: float = 20.0,
         sweep_interval: float = 15.0,
     ):
@@ -182,11 +193,14 @@ class SharedLimits:
         self.horizon, self.sweep_interval = horizon, sweep_interval
         self.degraded: str | None = None  # why the shared limits are not in force right now
         self._stray: dict[tuple[str, str], float] = {}  # seats a lost answer may have taken: (provider, seat) -> when
+        self._seats: dict[str, str] = {}  # the seats this process's calls hold now: seat -> provider
+        self._seats_lock = threading.Lock()
         self.redis = None
         if broker_url.startswith(("redis://", "rediss://")):  # a pause a provider asks for holds even unlimited ones
             self.redis = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
             self._enter = self.redis.register_script(ENTER)
             self._leave = self.redis.register_script(LEAVE)
+            self._renew = self.redis.register_script(RENEW)
         elif rates or ceilings:
             self.degraded = "the broker is not Redis: per-process caps only"
 
@@ -225,7 +239,11 @@ class SharedLimits:
         if kind != "ok":
             return self._held(provider, order, kind, seconds, detail)
         turn = answered + seconds if provider in self.rates else None
-        return Pass(True, seat=seat if detail == "1" else None, turn=turn)
+        if detail != "1":
+            return Pass(True, turn=turn)
+        with self._seats_lock:
+            self._seats[seat] = provider
+        return Pass(True, seat=seat, turn=turn)
 
     def _held(self, provider: str, order: str, kind: str, seconds: float, detail: str) -> Pass:
         """What a decision other than "ok" means: how long to defer the order, and why."""
@@ -288,6 +306,8 @@ class SharedLimits:
         """Give the call's seat back; returns the orders waiting for a seat that may call now (to be sent again)."""
         if seat is None or self.redis is None:
             return []
+        with self._seats_lock:
+            self._seats.pop(seat, None)
         try:
             keys = [redis_key("seats", provider), redis_key("waiting", provider)]
             woken = self._leave(keys=keys, args=[seat, self.ceilings[provider]])
@@ -295,6 +315,22 @@ class SharedLimits:
             self._away(exc)
             return []
         return [order.decode() for order in woken]
+
+    def renew_seats(self) -> None:
+        """Extend the lease of every seat this process's calls hold (on Redis's clock; every third of the lease, with
+        the claims): a call keeps its seat as long as it lasts, and a dead worker's seat frees within one lease."""
+        with self._seats_lock:
+            held = list(self._seats.items())
+        if not held or self.redis is None:
+            return
+        by_provider: dict[str, list[str]] = {}
+        for seat, provider in held:
+            by_provider.setdefault(provider, []).append(seat)
+        try:
+            for provider, seats in by_provider.items():
+                self._renew(keys=[redis_key("seats", provider)], args=[int(self.seat_lease * 1000), *seats])
+        except redis.RedisError as exc:
+            self._away(exc)
 
     def _tidy(self) -> None:
         """Give back the seats a script took when its answer never came (Redis answered too late, or went away after

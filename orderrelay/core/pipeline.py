@@ -217,7 +217,6 @@ def _take_in(rt: Runtime, job: Any, origin: Origin, *, claim: bool) -> Next:
                 received_at=now,
                 notify=valid.notify,
                 claim_lease=rt.settings.lease_seconds if admitted else None,
-                mark=admitted is not None and _nothing_to_wait_for(rt, valid.provider, admitted),
             )
     except BaseException:
         if admitted:
@@ -333,14 +332,7 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, provider: str | None = None
     since = time.monotonic()
     try:
         with rt.db.connection() as conn:
-            claim = store.claim(
-                conn,
-                order_id,
-                lease=rt.settings.lease_seconds,
-                reason=reason,
-                mark=_nothing_to_wait_for(rt, provider, admitted),
-                lookup=providers.get(provider).LOOKUP,
-            )
+            claim = store.claim(conn, order_id, lease=rt.settings.lease_seconds, reason=reason)
     except BaseException:
         _give_back(rt, provider, admitted)
         raise
@@ -370,13 +362,6 @@ def _give_back(rt: Runtime, provider_id: str, admitted: Pass) -> tuple[uuid.UUID
     return _wake(rt, rt.limits.leave(provider_id, admitted.seat))
 
 
-def _nothing_to_wait_for(rt: Runtime, provider_id: str, admitted: Pass) -> bool:
-    """Whether the create request can follow the claim at once: the provider has no rate (a rate's turn is kept to
-    within the time of the mark's own write, on a connection of its own, not the claim's on the shared pool) and no
-    token is to be asked for. The claim's statement then marks the attempt as sending: no second write is needed."""
-    return admitted.turn is None and rt.http.ready(provider_id)
-
-
 def _deferred(seconds: float, why: str) -> str:
     return f"deferred {seconds:.1f}s without a call: {why}"
 
@@ -385,15 +370,11 @@ def _postpone(rt: Runtime, order_id: uuid.UUID, provider_id: str, held: Pass) ->
     """An order its limits hold back, before any claim: due again in ``held.defer`` seconds (a countdown within the
     horizon, else the sweep's), with an event; no attempt is made or counted."""
     seconds = max(SHORTEST_DEFER, held.defer)
-    due_at = _now() + timedelta(seconds=seconds)
+    due_at = _now() + timedelta(seconds=seconds)  # as the countdown sees it; the row's is on Postgres's clock
     in_horizon = seconds <= rt.settings.countdown_horizon
     with rt.db.connection() as conn:
         status = store.postpone(
-            conn,
-            order_id,
-            due_at=due_at,
-            expected_at=due_at if in_horizon else None,
-            reason=_deferred(seconds, held.why),
+            conn, order_id, seconds=seconds, expected=in_horizon, reason=_deferred(seconds, held.why)
         )
     if status is None:  # not due (an early or repeated message), or taken meanwhile: nothing to do
         return Next(order_id, UNCLAIMED)
@@ -487,9 +468,7 @@ def _after_call(
 
 def _call(rt: Runtime, provider: Any, claim: dict, admitted: Pass) -> tuple[Call, provider_http.Sending]:
     """The attempt's requests, on the process's loop, with the claim kept alive and fenced before each send."""
-    sending = provider_http.Sending(
-        str(claim["provider_key"]), provider.KEY, uncertain=claim["uncertain"], marked=claim["marked"]
-    )
+    sending = provider_http.Sending(str(claim["provider_key"]), provider.KEY, uncertain=claim["uncertain"])
     order, unopened = open_fields(rt.vault, claim["request"], provider.CARD_FIELDS)
     if unopened:
         error = PermanentError("card data cannot be opened with the configured keys", details=sorted(unopened))
@@ -536,11 +515,11 @@ def _call(rt: Runtime, provider: Any, claim: dict, admitted: Pass) -> tuple[Call
 class _Fence:
     """Around an attempt's requests (``providers.http.Fence``). Every request takes a turn of the provider's rate: the
     attempt's first one (a token grant, a lookup or the create) the turn the limits gave the order, each later one a
-    fresh turn, or HeldBack when that is far (booked for the order, which is deferred to it, uncounted). Right before
-    a create request, the durable mark that it goes out now, fenced by the claim (the claim's own statement wrote it
-    when nothing was left to wait for). So a worker killed or frozen while it waits for a token, a turn or a lookup
-    leaves an attempt that recovery reads as "not sent", and a worker that lost its claim while it waited does not
-    send."""
+    fresh turn, or HeldBack when that is far (booked for the order, which is deferred to it, uncounted). Once a
+    create request's connection is open, before a byte of it is written, the durable mark that it goes out now,
+    fenced by the claim, on a connection of its own (``Marks``). So a worker killed or frozen while it waits for a
+    token, a turn, a lookup or a connection leaves an attempt that recovery reads as "not sent", and a worker that
+    lost its claim while it waited does not send."""
 
     rt: Runtime
     provider_id: str
@@ -557,10 +536,13 @@ class _Fence:
             await self.rt.limits.pace(self.provider_id, str(self.claim["id"]))
 
     async def before(self) -> None:
-        if self.sending.marked and time.monotonic() - self.claim["since"] < self.rt.settings.lease_seconds / 2:
-            self.used = True  # marked by the claim a moment ago: its turn had come
-            return
         await self.pace()
+
+    async def connected(self) -> None:
+        if not self.sending.marked:
+            await self._mark()
+
+    async def _mark(self) -> None:
         claim = self.claim
         marked = await self._write(
             "mark it as sending",
@@ -646,8 +628,9 @@ def _record(
 def _durably(rt: Runtime, order_id: uuid.UUID, write: Any, values: dict) -> Any:
     """``write(values)`` until Postgres takes it: what a provider answered outlives an outage (a restart, a failover,
     dropped connections) for as long as this process lives. A value Postgres will never take (a NUL or a lone
-    surrogate in a provider's text, NaN in its JSON) is written once more with every value made storable."""
-    delay, tries, cleaned = 0.2, 0, False
+    surrogate in a provider's text, NaN in its JSON) is written once more with every value made storable, and then,
+    if need be, with only what the outcome must keep (``_bare``)."""
+    delay, tries, cleaned = 0.2, 0, 0
     while True:
         try:
             return write(values)
@@ -663,10 +646,10 @@ def _durably(rt: Runtime, order_id: uuid.UUID, write: Any, values: dict) -> Any:
             time.sleep(delay)
             delay = min(5.0, delay * 2)
         except VALUE_ERRORS as exc:
-            if cleaned:
+            if cleaned == 2:
                 raise
             log.error("order %s: Postgres refused a value of the outcome (%s); keeping it cleaned", order_id, exc)
-            values, cleaned = _storable(values), True
+            values, cleaned = (_storable(values), 1) if not cleaned else (_bare(values), 2)
 
 
 def _storable(values: dict) -> dict:
@@ -681,6 +664,19 @@ def _storable(values: dict) -> dict:
             kept[name] = storable(value)
         else:
             kept[name] = value
+    return kept
+
+
+def _bare(values: dict) -> dict:
+    """The last resort: what the outcome must keep (the reference, the status), every text as plain ASCII, and neither
+    the answer nor an error's details."""
+    kept = {
+        name: value.encode("ascii", "replace").decode() if isinstance(value, str) else value
+        for name, value in values.items()
+    }
+    kept["response"] = None if values.get("response") is None else {"_unstorable": True}
+    if isinstance(values.get("error"), dict):
+        kept["error"] = {"kind": values["error"].get("kind"), "message": "(the provider's text could not be kept)"}
     return kept
 
 
@@ -746,7 +742,7 @@ def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str)
     broker's visibility timeout would be delivered again and again)."""
     to_status = Status.RETRYING if claim["from_status"] == Status.RETRYING else Status.QUEUED
     seconds = max(SHORTEST_DEFER, seconds)
-    due_at = _now() + timedelta(seconds=seconds)
+    due_at = _now() + timedelta(seconds=seconds)  # as the countdown sees it; the row's is on Postgres's clock
     in_horizon = seconds <= rt.settings.countdown_horizon
     with rt.db.connection() as conn:
         given_back = store.defer(
@@ -755,8 +751,8 @@ def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str)
             claim_token=claim["claim_token"],
             attempt_id=claim["attempt_id"],
             to_status=to_status,
-            due_at=due_at,
-            expected_at=due_at if in_horizon else None,
+            seconds=seconds,
+            expected=in_horizon,
             reason=_deferred(seconds, why),
         )
     if not given_back:  # the claim was taken meanwhile (recovered): the order is another's now

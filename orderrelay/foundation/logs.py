@@ -18,14 +18,19 @@ from pythonjsonlogger.json import JsonFormatter
 from stdnum import luhn
 
 # A card number as people and programs write it: 13 to 19 digits of any script (``\d`` is every Unicode decimal
-# digit: fullwidth and Arabic-Indic digits count), up to three separators between two digits: a space of any kind
-# (tab, NBSP, thin space, a line break), a dash of any kind, a dot, a slash, a plus, an underscore, or one of these
-# escaped (``%20``, ``%2D``, ``\u0020``, ``\t``, ``&nbsp;``). A run of digits and separators with 13 digits or more is
-# a candidate; inside it, each stretch of whole digit groups holding 13 to 19 digits that passes the Luhn check is
-# masked but for its last four digits, so a digit group in front that is no part of the number cannot shift the mask.
-# Nothing else is masked: an id of 13 to 19 digits that fails the check (nine in ten do) stays searchable.
-_SEPARATOR = r"(?:[\s\u2010-\u2015\u2212._/+\-]|%(?:2[0dDeEfF]|[aA]0)|\\(?:u00[aA]0|u0020|[tn])|&(?:nbsp|#160|#32);)"
-_CANDIDATE = re.compile(rf"\d(?:{_SEPARATOR}{{0,3}}\d){{12,}}")
+# digit: fullwidth and Arabic-Indic digits count), up to five separators between two digits: a space of any kind
+# (tab, NBSP, thin space, a line break, a zero-width one), a dash of any kind, a dot, a slash, a plus, an underscore,
+# or one of these escaped (``%20``, ``%2D``, ``\u0020``, ``\t``, ``&nbsp;``). A run of digits and separators with 13
+# digits or more is a candidate; inside it, each stretch of whole digit groups holding 13 to 19 digits that passes the
+# Luhn check is masked but for its last four digits, so a digit group in front that is no part of the number cannot
+# shift the mask. Nothing else is masked: an id of 13 to 19 digits that fails the check (nine in ten do) stays
+# searchable, and so does a run of more than 19 digits with no separator (a card number glued to other digits, with
+# nothing between, is not told from a long id).
+_SEPARATOR = (
+    r"(?:[\s\u200b-\u200d\u2060\ufeff\u2010-\u2015\u2212._/+\-]|%(?:2[0dDeEfF]|[aA]0)|\\(?:u00[aA]0|u0020|[tn])"
+    r"|&(?:nbsp|#160|#32);)"
+)
+_CANDIDATE = re.compile(rf"\d(?:{_SEPARATOR}{{0,5}}\d){{12,}}")
 _TOKEN = re.compile(rf"(\d+)|{_SEPARATOR}")  # a run, read as digit groups and separators (%20's digits are none)
 # A UUID (an order's, a task's, a provider's reference) is 32 hex digits, 8-4-4-4-12: never a card number, though
 # enough of its groups are all digits in one random id of 45 (2.2 %; "4b52d5fd-5758-4783-8863-00a8e763a713"), so
@@ -34,7 +39,7 @@ _TOKEN = re.compile(rf"(\d+)|{_SEPARATOR}")  # a run, read as digit groups and s
 _UUID_LIKE = re.compile(
     r"(?<![0-9a-fA-F])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![0-9a-fA-F])"
 )
-_GLUED = re.compile(rf"\d{_SEPARATOR}{{1,3}}\Z")
+_GLUED = re.compile(rf"\d{_SEPARATOR}{{1,5}}\Z")
 _EMAIL_LIKE = re.compile(r"[^\s@\"'<>(),;:]{1,64}@[^\s@\"'<>(),;:.]{1,63}(?:\.[^\s@\"'<>(),;:.]{1,63})+")
 _QUOTING = re.compile(r"^\s*(DETAIL|CONTEXT|LINE \d+):.*$", re.MULTILINE)
 
@@ -122,7 +127,11 @@ class TextFormatter(Scrubbed):
 
 
 class ScrubbedJson(JsonFormatter):
-    """JSON lines, scrubbed as the text format is (the traceback before it is escaped into the line)."""
+    """JSON lines, scrubbed as the text format is: every field before it is encoded (JSON escapes characters such as
+    fullwidth digits or a thin space as \\uXXXX, which a scrub of the line would no longer read), and the line."""
+
+    def process_log_record(self, log_data: dict) -> dict:
+        return {name: scrub(value) if isinstance(value, str) else value for name, value in log_data.items()}
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info:

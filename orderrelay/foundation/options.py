@@ -102,20 +102,22 @@ UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 RATE = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*/\s*(second|minute|hour)(?::([0-9]{1,9}))?")
 # Beyond these a limit limits nothing a provider could notice, or would let everything through at once: refused.
 MAX_RATE = 100_000.0  # calls per second
+MIN_RATE = 1 / 86400  # one call a day: a slower "limit" would hold orders for years
 MAX_BURST = 10_000
 MAX_CEILING = 100_000  # calls in flight
 
 
 def parse_rate(text: str) -> tuple[float, int]:
     """``20/second`` or ``600/minute:10`` as (seconds between calls, burst); ValueError, saying why, for anything
-    else: a rate of 0, one above MAX_RATE a second, a burst of 0 (no call would ever go) or above MAX_BURST."""
+    else: a rate below one call a day or above MAX_RATE a second, a burst of 0 (no call would ever go) or above
+    MAX_BURST."""
     found = RATE.fullmatch(text.strip())
     if not found:
         raise ValueError(f"{text!r} is not a rate such as 20/second, 600/minute or 20/second:5 (with a burst)")
     per_second = float(found[1]) / UNITS[found[2]]
     burst = int(found[3] or 1)
-    if not 0 < per_second <= MAX_RATE:
-        raise ValueError(f"{text!r}: a rate must be above 0 and at most {MAX_RATE:.0f}/second")
+    if not MIN_RATE <= per_second <= MAX_RATE:
+        raise ValueError(f"{text!r}: a rate must be at least one call a day and at most {MAX_RATE:.0f}/second")
     if not 1 <= burst <= MAX_BURST:
         raise ValueError(f"{text!r}: a burst must be 1 to {MAX_BURST} (0 would never let a call go)")
     return 1.0 / per_second, burst

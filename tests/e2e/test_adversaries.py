@@ -5,20 +5,23 @@ processes, killed or starved, wherever a worker is involved. Each cell failed on
 
 Each cell: the adversary -> the promise it must not break.
 
-1. a token endpoint that times out, answers 503, drops the connection or answers a page -> no create went out: never
-   in doubt, ``failed`` once the attempts run out;
+1. a token endpoint that times out, answers 503, drops the connection, answers a page or a token no header can
+   carry -> no create went out: never in doubt, ``failed`` once the attempts run out;
 2. Postgres refusing every write, for longer than the lease, right after a Chaiz and an Extend answer -> both end
-   ``placed`` with the provider's reference, which was logged before the first refused write;
-3. a worker SIGKILLed while its claims wait for rate turns, or for a token -> each order placed once, none in doubt;
+   ``placed`` with the provider's reference, which was logged before the first refused write; and a Chaiz answer
+   with a value Postgres or psycopg never takes (a lone surrogate, NaN, a number or an object for its status) ->
+   ``placed`` with its reference;
+3. a worker SIGKILLed while its claims wait for rate turns, for a token, or for a connection to a provider slow to
+   accept -> each order placed once, none in doubt;
 4. Retry-After inf, 1e400, 1e12, NaN, -5, a date in year 9999, also on a half-open probe -> recorded ``retrying``, the
    pause bounded, shown and lifted by ``orderrelay limits resume``; no slot, seat or probe leaks;
 5. a herd of 40 orders at 2/s -> deferred without a counted attempt (one attempt each), no spin;
 6. a herd of 60 orders at 20/s, burst 1, and one of 20 while the worker's loop executor is kept busy -> the provider's
    own bucket (the burst and one call of jitter) never answers 429, no two calls within 10 ms;
-7. a full ceiling, a dead worker's seat, a Redis that answers too late -> waiters woken when a seat frees, no spin,
-   no seat leaked;
+7. a full ceiling, a worker killed holding a seat, a Redis whose answer is lost -> waiters woken when a seat frees
+   (a dead worker's within its lease), no spin, no seat leaked;
 8. a pause longer than the countdown horizon -> a ``due_at`` for the sweep, never a countdown Redis redelivers;
-9. a host whose clock is 301 s ahead -> seats on Redis's clock, leased for at least the longest attempt;
+9. a host whose clock is 301 s ahead -> seats on Redis's clock; a call longer than any lease keeps its seat;
 10. a worker started with a ceiling of "²" -> one line naming the variable, exit 1;
 11. a try of a delivery outliving its lease while another delivers -> ``delivered`` is final: two POSTs, not three;
 12. a Redis that refuses the note's HSET after the job's LPUSH -> the producer returns the id; the job placed once;
@@ -136,7 +139,13 @@ def busiest(times: list[float], window: float) -> int:
 
 # --- 1 ------------------------------------------------------------------------------------------------------------
 
-TOKEN_FAULTS = {"timeout": {"delay": 3}, "503": 503, "dropped": "drop", "a 200 that is not JSON": "not_json"}
+TOKEN_FAULTS = {
+    "timeout": {"delay": 3},
+    "503": 503,
+    "dropped": "drop",
+    "a 200 that is not JSON": "not_json",
+    "a 200 whose token no header can carry": {"token": "tok\nen"},  # aiohttp refuses the header: nothing is written
+}
 GRANTING = ("extend", "adobe_vip", "webroot", "battleface")
 
 
@@ -208,6 +217,27 @@ def placed_answer_outlives_postgres(t: Ctx) -> None:
         assert logged < row["placed_at"] - timedelta(seconds=5)  # ... which was tried again until Postgres took it
 
 
+HOSTILE_ANSWERS = {
+    "a status with a lone surrogate": {"response.status": "\ud800"},
+    "a status that is NaN": {"response.status": float("nan")},
+    "a status that is a number": {"response.status": 7},
+    "a status that is an object": {"response.status": {"code": 1}},
+    "NaN and a NUL elsewhere in the answer": {"response.note": float("nan"), "response.extra": "a\u0000b"},
+}
+
+
+def placed_answer_postgres_will_not_take(t: Ctx) -> None:
+    rt = t.runtime_with()
+    got = {}
+    for name, patch in HOSTILE_ANSWERS.items():
+        t.sandbox.admin("reset", {})
+        t.sandbox.script("chaiz", script=[{"after_create": True, "patch": patch}])
+        order_id = drive(rt, "chaiz", provider_order(t.sandbox, "chaiz"))
+        row, made = store.get_order(t.db, order_id), t.sandbox.orders("chaiz")
+        got[name] = (row["status"], row["provider_ref"] == str(made["orders"][0][ref_field("chaiz")]), made["count"])
+    assert got == dict.fromkeys(HOSTILE_ANSWERS, (Status.PLACED, True, 1))
+
+
 # --- 3 ------------------------------------------------------------------------------------------------------------
 
 
@@ -226,11 +256,62 @@ def killed_while_waiting(t: Ctx) -> None:
         "rate turns": ([Status.PLACED], 12, 12),
         "a token grant": ([Status.PLACED], 1, 1),
     }
+    # a worker killed while it connects to the provider (one that is slow to accept): no byte was written
+    t.sandbox.admin("reset", {})
+    order = provider_order(t.sandbox, "chaiz")
+    with slow_to_accept() as port:
+        env = {**t.service_env, "ORDERRELAY_CHAIZ_BASE_URL": f"http://127.0.0.1:{port}/chaiz"}
+        env["ORDERRELAY_HTTP_CONNECT_TIMEOUT"] = "60"
+        connecting = subprocess.Popen([sys.executable, "-c", PLACE_ONE, json.dumps(order)], env=env)
+        order_id = wait_until(
+            lambda: (r := t.db.execute("SELECT id FROM orders WHERE status = 'placing'").fetchone()) and r["id"],
+            30,
+            message="its claim, then the connect",
+        )
+        time.sleep(1.0)
+        connecting.kill()
+        connecting.wait()
+    time.sleep(t.runtime.settings.lease_seconds + 0.5)
+    pipeline.sweep(t.runtime)
+    recovered = store.get_order(t.db, order_id)
+    placed = pipeline.place(t.runtime, order_id)
+    assert (recovered["status"], [a["outcome"] for a in recovered["attempts"]]) == (Status.QUEUED, ["retryable"])
+    assert (placed.status, t.sandbox.orders("chaiz")["count"]) == (Status.PLACED, 1)
+
+
+# A worker of one order, in a process of its own: the order (JSON) taken in and placed, as a worker does.
+PLACE_ONE = """
+import json, sys
+from orderrelay.config.settings import get_settings
+from orderrelay.core import pipeline
+from orderrelay.worker.runtime import Runtime
+rt = Runtime(get_settings())
+step = pipeline.intake(rt, {"provider": "chaiz", "order": json.loads(sys.argv[1])}, claim=True)
+pipeline.attempt(rt, step.claim)
+"""
+
+
+@contextlib.contextmanager
+def slow_to_accept():
+    """A port whose listener never accepts, its backlog full: a new connection to it hangs in its handshake."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filling = [socket.create_connection(listener.getsockname(), timeout=1)]  # the one a backlog of 0 holds
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        for sock in filling:
+            sock.close()
+        listener.close()
 
 
 def killed_then_replaced(t: Ctx, env: dict, orders: list[dict], tag: str, counter: str, reached: int) -> tuple:
     """Battleface ``orders`` sent to a worker that is SIGKILLed once the sandbox's ``counter`` reaches ``reached``,
     then ended by another: their statuses, the orders battleface holds and the create requests it got."""
+    since = t.db.execute("SELECT now() AS at").fetchone()["at"]
     with started(processes.beat(env, t.logs)), started(t.worker(env, f"{tag}-a")) as first:
         keys = t.send(env, "battleface", orders, tag)
         wait_until(lambda: t.sandbox.orders("battleface")[counter] >= reached, 30, message=f"{reached} {counter}")
@@ -238,7 +319,9 @@ def killed_then_replaced(t: Ctx, env: dict, orders: list[dict], tag: str, counte
         first.popen.wait()
         with started(t.worker(env, f"{tag}-b")):
             rows = t.ended(keys, 90)
-    strays = t.db.execute("SELECT idempotency_key FROM orders WHERE NOT idempotency_key = ANY(%s)", [keys]).fetchall()
+    strays = t.db.execute(
+        "SELECT idempotency_key FROM orders WHERE NOT idempotency_key = ANY(%s) AND created_at >= %s", [keys, since]
+    ).fetchall()
     assert not strays, strays  # no job but the ones sent here (a worker left running by a test would send others)
     made = t.sandbox.orders("battleface")
     return sorted({r["status"] for r in rows}), made["count"], made["create_requests"]
@@ -365,19 +448,26 @@ def full_ceiling(t: Ctx) -> None:
     assert {r["status"] for r in rows} == {Status.PLACED} and t.sandbox.orders("chaiz")["in_flight_peak"] == 1
     assert took < 4 * 1.5 + 6, took  # woken as each seat freed, not after the 30 s a waiter waits at most
     assert max(deferrals) <= 3, deferrals
-    # a dead worker's seat (its lease 6 s from now on Redis's clock): waiters wait for it, without spinning
-    t.sandbox.script("chaiz", latency_ms=0)
-    client = redis.Redis.from_url(env["ORDERRELAY_BROKER_URL"])
-    seconds, micros = client.time()
-    client.zadd(redis_key("seats", "chaiz"), {"a-dead-workers-seat": seconds * 1000 + micros / 1000 + 6000})
-    with started(processes.beat(env, t.logs)), started(t.worker(env, "ceiling-dead")):
-        keys = t.send(env, "chaiz", [provider_order(t.sandbox, "chaiz") for _ in range(2)], "dead-seat")
-        time.sleep(4)
-        spun = [sum("deferred" in e for e in t.events(r["id"])) for r in t.rows(keys)]
-        rows = t.ended(keys, 40)
+    # a worker killed mid-call holds the one seat: the waiters wait for it without spinning, and have it once the
+    # seat's lease (the claims', 5 s here) runs out, the dead worker no longer renewing it
+    t.sandbox.admin("reset", {})
+    t.sandbox.script("chaiz", script=[{"after_create": True, "delay": 60}])
+    with started(processes.beat(env, t.logs)), started(t.worker(env, "ceiling-killed")) as first:
+        killed = t.send(env, "chaiz", [provider_order(t.sandbox, "chaiz")], "seat-holder")
+        wait_until(lambda: t.sandbox.orders("chaiz")["count"] == 1, 30, message="the call holding the seat")
+        first.popen.kill()
+        first.popen.wait()
+        with started(t.worker(env, "ceiling-after")):
+            keys = t.send(env, "chaiz", [provider_order(t.sandbox, "chaiz") for _ in range(2)], "dead-seat")
+            time.sleep(3)
+            spun = [sum("deferred" in e for e in t.events(r["id"])) for r in t.rows(keys)]
+            rows = t.ended(keys, 40)
+            holder = t.ended(killed, 30)
     assert spun == [1, 1] and {r["status"] for r in rows} == {Status.PLACED}
+    assert [r["status"] for r in holder] == [Status.IN_DOUBT]  # it was killed mid-call: Chaiz may hold it
     # Redis's answer to the seat's script lost (a connection that goes silent after the command went through): the
     # seat it took is given back once Redis answers again
+    client = redis.Redis.from_url(env["ORDERRELAY_BROKER_URL"])
     with redis_proxy(env["ORDERRELAY_BROKER_URL"]) as proxy:
         url = f"redis://127.0.0.1:{proxy.port}/5"
         provider = f"stray-{uuid.uuid4().hex[:6]}"
@@ -459,15 +549,19 @@ def clock_ahead(t: Ctx) -> None:
         f"print(sum(l.enter({provider!r}, str(n)).allowed for n in range(2)))"
     )
     taken_ahead = int(subprocess.run([sys.executable, "-c", ahead], capture_output=True, text=True, check=True).stdout)
-    here = SharedLimits(url, {}, {provider: 2}, seat_lease=t.runtime.settings.longest_attempt + 60)
+    here = SharedLimits(url, {}, {provider: 2}, seat_lease=3.0)
     taken_here = sum(here.enter(provider, f"h{n}").allowed for n in range(2))
     assert (taken_ahead, taken_here) == (2, 0)  # a ceiling of 2, whatever the hosts' clocks say
     client = redis.Redis.from_url(url)
     client.delete(redis_key("seats", provider))
-    seat = here.enter(provider, "lease")
+    held = here.enter(provider, "held")  # a call that lasts longer than any lease: renewed, it keeps its seat
+    for _ in range(4):
+        time.sleep(1.5)
+        here.renew_seats()
     seconds, micros = client.time()
     [(_, score)] = client.zrange(redis_key("seats", provider), 0, 0, withscores=True)
-    assert seat.allowed and (score - seconds * 1000 - micros / 1000) / 1000 >= t.runtime.settings.longest_attempt
+    left = (score - seconds * 1000 - micros / 1000) / 1000
+    assert held.allowed and 2.5 <= left <= 3.0, left  # 6 s after it was taken, a lease of 3 s still ahead of it
 
 
 # --- 10, 11, 12, 13, 14 -------------------------------------------------------------------------------------------
@@ -626,6 +720,7 @@ def every_request_takes_turns(t: Ctx) -> None:
 CELLS = {
     "1 a token grant that gets no answer": token_grant_gets_no_answer,
     "2 a placed answer that Postgres will not take yet": placed_answer_outlives_postgres,
+    "2 a placed answer Postgres will never take as it is": placed_answer_postgres_will_not_take,
     "3 a worker killed while its claims wait": killed_while_waiting,
     "4 an absurd Retry-After": absurd_retry_after,
     "5 a herd at a slow rate": herd_at_a_slow_rate,

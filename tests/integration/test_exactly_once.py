@@ -134,14 +134,16 @@ def test_adobe_cancelled_after_creation_is_failed(runtime, db, sandbox):
     [
         ("extend", False, Status.QUEUED),  # frozen while it waited (a token, a turn): nothing was sent
         ("chaiz", False, Status.QUEUED),
-        ("chaiz", True, Status.IN_DOUBT),  # frozen after its claim marked it as sending: as if mid-call
+        ("chaiz", True, Status.IN_DOUBT),  # frozen once marked as sending (its connection open): as if mid-call
     ],
 )
 def test_a_worker_that_wakes_after_losing_its_claim_does_not_send(provider, marked, after_sweep, runtime, db, sandbox):
     plan = sandbox.admin("chaiz/plans", {})
     order = extend_order("T-frozen") if provider == "extend" else chaiz_order(plan["searchResultPlanId"])
     step = take_in(runtime, provider, order)
-    claim = store.claim(db, step.order_id, lease=0.2, reason="claimed", mark=marked)  # then it froze for a lease
+    claim = store.claim(db, step.order_id, lease=0.2, reason="claimed")  # then it froze for a whole lease
+    if marked:
+        store.mark_sending(db, step.order_id, claim_token=claim["claim_token"], attempt_id=claim["attempt_id"])
     since = time.monotonic() - runtime.settings.lease_seconds
     time.sleep(0.3)
     pipeline.sweep(runtime)  # the lease ran out: the sweep took the claim back
@@ -195,7 +197,8 @@ def test_the_cvc_is_erased_at_every_end_an_operator_or_the_sweep_gives(runtime, 
     operations.cancel(db, waiting.order_id)
     assert cvc(waiting.order_id) is None  # canceled
     lost = chaiz_job()
-    store.claim(db, lost.order_id, lease=0.05, reason="claimed", mark=True)  # its worker died mid-call
+    claim = store.claim(db, lost.order_id, lease=0.05, reason="claimed")  # its worker died mid-call
+    store.mark_sending(db, lost.order_id, claim_token=claim["claim_token"], attempt_id=claim["attempt_id"])
     time.sleep(0.1)
     pipeline.sweep(runtime)
     assert (store.get_order(db, lost.order_id)["status"], cvc(lost.order_id)) == (Status.IN_DOUBT, None)

@@ -166,9 +166,9 @@ def test_given_a_long_wait_then_no_message_and_the_sweep_sends_it_when_due(runti
 
 def test_given_a_worker_lost_mid_call_then_the_sweep_requeues_it_and_the_same_key_is_reused(runtime, db, sandbox):
     step = pipeline.intake(runtime, job(), message_id="m-lost")
-    claim = store.claim(db, step.order_id, lease=0.01, reason="claimed", mark=True)  # it sent, then died
-    assert claim is not None
-    time.sleep(0.05)
+    claim = store.claim(db, step.order_id, lease=0.01, reason="claimed")
+    assert store.mark_sending(db, step.order_id, claim_token=claim["claim_token"], attempt_id=claim["attempt_id"])
+    time.sleep(0.05)  # it sent, then died
     assert (step.order_id, "extend") in pipeline.sweep(runtime)
     assert pipeline.place(runtime, step.order_id).status == Status.PLACED
     placed = order(db, step.order_id)
@@ -221,5 +221,6 @@ def test_a_claim_made_at_intake_is_recovered_by_the_sweep_when_its_worker_dies(r
     db.execute("UPDATE orders SET lease_until = now() - interval '1 second' WHERE id = %s", [step.order_id])
     assert (step.order_id, "extend") in pipeline.sweep(runtime)
     assert pipeline.place(runtime, step.order_id).status == Status.PLACED
-    assert [a["outcome"] for a in order(db, step.order_id)["attempts"]] == ["in_doubt", "placed"]
+    # its worker died before its create request was marked as sending: nothing was sent, so nothing is in doubt
+    assert [a["outcome"] for a in order(db, step.order_id)["attempts"]] == ["retryable", "placed"]
     assert sandbox.orders()["count"] == 1

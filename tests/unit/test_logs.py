@@ -150,3 +150,27 @@ def test_an_error_text_split_over_lines_is_masked_before_its_first_line_is_kept(
     from orderrelay.schemas.hostile import redact_text
 
     assert ascii_digits(redact_text("card 4111 1111\n1111 1111 refused")) == "1111"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card \uff14\uff11\uff11\uff11" + "\uff11" * 12,  # fullwidth digits, which JSON writes as \uff11 ...
+        "card 4111\u20091111\u20091111\u20091111",  # thin spaces, the same
+        "card 4111\u200b1111\u200b1111\u200b1111",  # zero-width spaces
+        "card 4111    1111    1111    1111",  # spaces as a table pads them
+    ],
+)
+@pytest.mark.parametrize("kind", ["text", "json"])
+def test_every_format_masks_every_spelling(kind, text):
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(formatter(kind))
+    logger = logging.getLogger(f"orderrelay.test.spelling.{kind}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.info(text)
+    logger.removeHandler(handler)
+    line = buffer.getvalue()
+    shown = json.loads(line)["message"] if kind == "json" else line
+    assert len(ascii_digits(shown.split("card", 1)[1])) == 4, line

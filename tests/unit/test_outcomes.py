@@ -187,9 +187,8 @@ def test_an_adobe_success_naming_no_order_is_in_doubt_and_keeps_its_correlation_
     from orderrelay.providers.http import place
 
     class Gateway:
-        authenticated: set[str] = set()  # noqa: RUF012 - the Http's record of providers authenticated to
-
-        async def send(self, base_url, request, headers):
+        async def send(self, base_url, request, headers, connected=None):
+            await connected()  # its connection is open
             return Response(200, {}, body)
 
     async def no_auth(http, cfg, *, fresh):
@@ -198,7 +197,7 @@ def test_an_adobe_success_naming_no_order_is_in_doubt_and_keeps_its_correlation_
     async def nothing():
         return None
 
-    fence = SimpleNamespace(before=nothing, pace=nothing, nothing_made=nothing)
+    fence = SimpleNamespace(before=nothing, connected=nothing, pace=nothing, nothing_made=nothing)
 
     provider = SimpleNamespace(**{k: getattr(adobe_vip, k) for k in dir(adobe_vip) if not k.startswith("_")})
     provider.authenticate = no_auth
@@ -213,3 +212,46 @@ def adobe_order_for_test() -> dict:
     from orderrelay.sandbox.samples import adobe_order
 
     return adobe_order("9876543210", "65304470CA01A12")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("inf", 900.0),
+        ("1e400", 900.0),
+        ("nan", 900.0),
+        ("1e12", 900.0),
+        ("-5", 0.0),
+        ("-inf", 0.0),
+        ("-1e400", 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 900.0),
+        ("Mon, 01 Jan 0001 00:00:00 GMT", 0.0),
+        ("\uff17", 7.0),  # a fullwidth 7: Python reads it, and it is bounded like any other
+    ],
+)
+def test_every_retry_after_is_bounded(value, seconds):
+    from orderrelay.providers.base import LONGEST_RETRY_AFTER
+
+    assert LONGEST_RETRY_AFTER == 900.0
+    assert retry_after({"Retry-After": value}) == seconds
+
+
+def test_a_card_number_in_a_providers_answer_is_masked_wherever_it_stands():
+    from orderrelay.providers.http import scrub
+
+    answer = {
+        "payment": {"accountNumber": 4111111111111111, "last4": 1111, "amount": 54297},
+        "4111111111111111": "echoed as a key",
+        "text": "card 4111 1111 1111 1111",
+        "list": [5555555555554444, True, None, 1.5],
+        "id": 2026120400012345,  # no card number: kept as it is
+    }
+    assert scrub(answer) == {
+        "payment": {"accountNumber": "************1111", "last4": 1111, "amount": 54297},
+        "************1111": "echoed as a key",
+        "text": "card ***************1111",
+        "list": ["************4444", True, None, 1.5],
+        "id": 2026120400012345,
+    }
+    error = classify(400, body={"code": "4111111111111111", "message": "bad card 4111111111111111"})
+    assert "4111111111111111" not in f"{error.code} {error.message}"

@@ -94,3 +94,12 @@ def test_card_fields_leave_the_process_sealed(fake_broker, tmp_path):
     _, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
     assert kwargs["order"]["payment"]["accountNumber"]["last4"] == "1111"
     assert "$sealed" in kwargs["order"]["payment"]["cvc"]
+
+
+@pytest.mark.parametrize("key", [b"cart-1", ["cart-1"], 2026120412345678])
+def test_a_key_the_producer_cannot_take_raises_before_anything_is_published(fake_broker, key):
+    from orderrelay.producer import submit_order
+
+    with pytest.raises(TypeError, match="nothing was sent"):
+        submit_order("extend", sample_order("t-key"), idempotency_key=key)
+    assert fake_broker.llen("orders") == 0
