@@ -370,7 +370,6 @@ def _postpone(rt: Runtime, order_id: uuid.UUID, provider_id: str, held: Pass) ->
     """An order its limits hold back, before any claim: due again in ``held.defer`` seconds (a countdown within the
     horizon, else the sweep's), with an event; no attempt is made or counted."""
     seconds = max(SHORTEST_DEFER, held.defer)
-    due_at = _now() + timedelta(seconds=seconds)  # as the countdown sees it; the row's is on Postgres's clock
     in_horizon = seconds <= rt.settings.countdown_horizon
     with rt.db.connection() as conn:
         status = store.postpone(
@@ -378,6 +377,7 @@ def _postpone(rt: Runtime, order_id: uuid.UUID, provider_id: str, held: Pass) ->
         )
     if status is None:  # not due (an early or repeated message), or taken meanwhile: nothing to do
         return Next(order_id, UNCLAIMED)
+    due_at = _now() + timedelta(seconds=seconds)  # from after the statement (Postgres's due time): never early
     log.info("%s", _deferred(seconds, held.why), extra=order_fields(order_id, provider_id, status=status))
     return _schedule(rt, order_id, status, due_at, provider_id)
 
@@ -742,7 +742,6 @@ def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str)
     broker's visibility timeout would be delivered again and again)."""
     to_status = Status.RETRYING if claim["from_status"] == Status.RETRYING else Status.QUEUED
     seconds = max(SHORTEST_DEFER, seconds)
-    due_at = _now() + timedelta(seconds=seconds)  # as the countdown sees it; the row's is on Postgres's clock
     in_horizon = seconds <= rt.settings.countdown_horizon
     with rt.db.connection() as conn:
         given_back = store.defer(
@@ -757,6 +756,7 @@ def _defer(rt: Runtime, claim: dict, provider_id: str, seconds: float, why: str)
         )
     if not given_back:  # the claim was taken meanwhile (recovered): the order is another's now
         return Next(claim["id"], UNCLAIMED)
+    due_at = _now() + timedelta(seconds=seconds)  # from after the statement (Postgres's due time): never early
     log.info("%s", _deferred(seconds, why), extra=order_fields(claim["id"], provider_id, status=to_status))
     return _schedule(rt, claim["id"], to_status, due_at, provider_id)
 
