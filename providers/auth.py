@@ -31,8 +31,9 @@ class Token:
     renew_at: float
     refresh: str | None = None  # a refresh token, where the provider grants one
 
-    def fresh(self) -> bool:
-        return time.monotonic() < self.renew_at
+    def fresh(self, margin: float = 0.0) -> bool:
+        """Whether it is still to be used (for ``margin`` seconds more)."""
+        return time.monotonic() + margin < self.renew_at
 
 
 async def oauth_token(

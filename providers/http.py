@@ -16,7 +16,6 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Protocol
 
 import aiohttp
@@ -77,9 +76,16 @@ class Http:
         self.allow_hosts = settings.notify_allow_hosts
         self.tokens: dict[str, Token] = {}
         self.locks: dict[str, asyncio.Lock] = {}
+        self.authenticated: set[str] = set()  # providers this process has authenticated to (see ``ready``)
 
     def lock(self, provider_id: str) -> asyncio.Lock:
         return self.locks.setdefault(provider_id, asyncio.Lock())
+
+    def ready(self, provider_id: str) -> bool:
+        """Whether authenticating to the provider sends no request now: it was done before in this process, and its
+        token (if it grants one) is good for a minute more."""
+        token = self.tokens.get(provider_id)
+        return provider_id in self.authenticated and (token is None or token.fresh(margin=60.0))
 
     async def send(
         self,
@@ -88,12 +94,12 @@ class Http:
         headers: dict[str, str] | None = None,
         *,
         provider: str | None = None,
-        connected: Callable[[], Awaitable[None]] | None = None,
+        hooks: ConnectionHooks | None = None,
     ) -> Response:
         """Send one request; aiohttp's failures come out as RetryableError or InDoubtError. With ``provider``, the
         request first waits for that provider's turn (``pace``; a create request's turn is taken before). With
-        ``connected``, that runs once the connection is open (new, or reused from the pool) and before a byte of the
-        request is written: what it raises, the request is not sent."""
+        ``hooks``, ``connecting`` runs when the request must wait for a connection (one to be made, or a free slot)
+        and ``connected`` once it has one, before a byte of it is written: what either raises, it is not sent."""
         if provider is not None:
             fence = ATTEMPT.get()
             if fence is not None:
@@ -109,7 +115,7 @@ class Http:
                 data=request.form,
                 params=request.params,
                 headers={**request.headers, **(headers or {})},
-                trace_request_ctx=None if connected is None else SimpleNamespace(connected=connected),
+                trace_request_ctx=hooks,
             ) as resp:
                 return Response(resp.status, dict(resp.headers), await _body(resp))
         except (ValueError, TypeError) as exc:  # aiohttp refused to build it (a header with a control character ...)
@@ -128,20 +134,34 @@ class Http:
         await self.webhooks.close()
 
 
+@dataclass(frozen=True)
+class ConnectionHooks:
+    """What a create request runs as aiohttp gets its connection (see ``_connection_hooks``)."""
+
+    connecting: Callable[[], Awaitable[None]]
+    connected: Callable[[], Awaitable[None]]
+
+
 def _connection_hooks() -> aiohttp.TraceConfig:
-    """aiohttp's own signals that a request's connection is ready (made, or taken from the pool), awaited before the
-    request is written: where a create request's durable "sending" mark goes, so that a worker killed while it
-    connects (a provider slow to accept, a TLS handshake) has sent nothing it could be in doubt about."""
+    """aiohttp's own signals of a request's connection, awaited before the request is written: that it must wait for
+    one (a connection to be made, a free slot), and that it has one (made, or taken from the pool). Where a create
+    request's durable "sending" mark is taken back and written, so that a worker killed while it connects (a
+    provider slow to accept, a TLS handshake) has sent nothing it could be in doubt about."""
 
-    async def connected(session: Any, context: Any, params: Any) -> None:
-        hook = getattr(context.trace_request_ctx, "connected", None)
-        if hook is not None:
-            await hook()
+    def hook(name: str) -> Callable[..., Awaitable[None]]:
+        async def run(session: Any, context: Any, params: Any) -> None:
+            hooks = context.trace_request_ctx
+            if isinstance(hooks, ConnectionHooks):
+                await getattr(hooks, name)()
 
-    hooks = aiohttp.TraceConfig()
-    hooks.on_connection_create_end.append(connected)
-    hooks.on_connection_reuseconn.append(connected)
-    return hooks
+        return run
+
+    signals = aiohttp.TraceConfig()
+    signals.on_connection_queued_start.append(hook("connecting"))
+    signals.on_connection_create_start.append(hook("connecting"))
+    signals.on_connection_create_end.append(hook("connected"))
+    signals.on_connection_reuseconn.append(hook("connected"))
+    return signals
 
 
 async def _body(resp: aiohttp.ClientResponse) -> Any:
@@ -221,8 +241,9 @@ def _fresh_token_refused(provider: Provider, response: Response) -> AuthError:
 class Sending:
     """The create requests of one attempt: the key they carry, and whether one may have made the order.
 
-    ``marked``: the attempt's durable mark that a create request is going out now is written (see the pipeline's
-    fence); ``sent``: it was, and the request went on to be written.
+    ``marked``: the attempt's durable mark that a create request is going out now is written (by the claim's own
+    statement where nothing stood between them; see the pipeline's fence); ``sent``: the request went on to be
+    written.
     """
 
     key: str
@@ -254,12 +275,14 @@ class Sending:
 
 class Fence(Protocol):
     """What runs around an attempt's requests: ``before`` a create request (the provider's turn: HeldBack when it is
-    far), ``connected`` once its connection is open (the durable mark that it goes out now, fenced by the claim:
-    ClaimLost when it must not), ``pace`` before any other request (a token grant, a lookup: its turn, or HeldBack),
-    and ``nothing_made`` after an answer that proves the create made nothing and another follows (a 401: the mark is
-    taken back)."""
+    far), ``connecting`` when it must wait for a connection (a mark the claim wrote is taken back), ``connected``
+    once it has one (the durable mark that it goes out now, fenced by the claim: ClaimLost when it must not),
+    ``pace`` before any other request (a token grant, a lookup: its turn, or HeldBack), and ``nothing_made`` after an
+    answer that proves the create made nothing and another follows (a 401: the mark is taken back)."""
 
     async def before(self) -> None: ...
+
+    async def connecting(self) -> None: ...
 
     async def connected(self) -> None: ...
 
@@ -274,15 +297,17 @@ async def place(
     """Create the order at the provider; raises a ProviderError when it was not (or may not have been) made."""
     for fresh in (False, True):
         headers = await provider.authenticate(http, cfg, fresh=fresh)
+        http.authenticated.add(provider.ID)
         await fence.before()
         request = provider.request(order, sending.key, cfg)
 
-        async def connected() -> None:  # the connection is open: marked as sending, then written
+        async def connected() -> None:  # the connection is open: marked as sending (unless it is), then written
             await fence.connected()
             sending.going()
 
+        hooks = ConnectionHooks(fence.connecting, connected)
         try:
-            response = await http.send(cfg.base_url, request, {**headers, **_fresh(provider)}, connected=connected)
+            response = await http.send(cfg.base_url, request, {**headers, **_fresh(provider)}, hooks=hooks)
         except InDoubtError:
             sending.unanswered()
             raise

@@ -36,12 +36,13 @@ def insert_order(
     notify: dict | None = None,
     claim_lease: float | None = None,
     producer: str | None = None,
+    mark: bool = False,
 ) -> dict:
     """Insert a new order with its first event, or return the existing order for the same key or message.
 
     The result has ``id``, ``status``, ``created`` and, for an existing order, its ``request_hash``. With
     ``claim_lease`` a new order is claimed at once for that many seconds; the result is then a claim, as
-    ``claim`` returns it.
+    ``claim`` returns it (``mark``: as ``claim``'s).
     """
     claim = claim_lease is not None
     params = {
@@ -65,6 +66,7 @@ def insert_order(
         "claim_token": uuid.uuid4() if claim else None,
         "lease": claim_lease,
         "claim_reason": "claimed (attempt 1)",
+        "mark": claim and mark,
     }
     row = conn.execute(queries.INSERT_ORDER, params).fetchone()
     if row is None:  # a unique key matched: the same job was seen before
@@ -72,11 +74,15 @@ def insert_order(
     return row
 
 
-def claim(conn: Connection, order_id: uuid.UUID, *, lease: float, reason: str) -> dict | None:
-    """Claim a due order for one placement; None when it is not due, not placeable, or claimed by another."""
-    return conn.execute(
-        queries.CLAIM, {"id": order_id, "lease": lease, "claim_token": uuid.uuid4(), "reason": reason}
-    ).fetchone()
+def claim(
+    conn: Connection, order_id: uuid.UUID, *, lease: float, reason: str, mark: bool = False, lookup: bool = False
+) -> dict | None:
+    """Claim a due order for one placement; None when it is not due, not placeable, or claimed by another.
+
+    ``mark``: nothing stands between the claim and the create request, so the claim marks its attempt as sending,
+    unless the order is uncertain at a provider with a ``lookup`` (which goes first); the claim's ``marked`` says."""
+    params = {"id": order_id, "lease": lease, "claim_token": uuid.uuid4(), "reason": reason}
+    return conn.execute(queries.CLAIM, {**params, "mark": mark, "lookup": lookup}).fetchone()
 
 
 def mark_sending(conn: Connection, order_id: uuid.UUID, *, claim_token: uuid.UUID, attempt_id: int) -> bool:
@@ -87,7 +93,8 @@ def mark_sending(conn: Connection, order_id: uuid.UUID, *, claim_token: uuid.UUI
 
 
 def unmark_sending(conn: Connection, attempt_id: int) -> None:
-    """The create request was answered and made nothing, and another will follow: nothing is being sent now."""
+    """Nothing is being sent now: the create request was answered and made nothing and another will follow, or the
+    request the claim marked must wait for a connection first."""
     conn.execute(queries.UNMARK_SENDING, {"attempt_id": attempt_id})
 
 

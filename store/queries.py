@@ -13,7 +13,8 @@ DUE = f"status IN {_sql_list(DUE_STATUSES)}"  # the predicate of the index order
 OPEN = _sql_list(OPEN_STATUSES)  # the statuses of the index orders_open (migration 0007)
 
 # A new order and its first event; with %(claim)s (an order due now) it is claimed in the same statement, as CLAIM
-# would: status placing with a lease, attempt 1, the claim's event. One round trip for a job that is placed at once.
+# would: status placing with a lease, attempt 1 (marked as sending with %(mark)s, as CLAIM's), the claim's event. One
+# round trip for a job that is placed at once.
 INSERT_ORDER = """
 WITH ins AS (
     INSERT INTO orders (id, provider, status, idempotency_key, message_id, provider_key, request, request_hash,
@@ -35,12 +36,12 @@ WITH ins AS (
     UNION ALL
     SELECT id, %(status)s, 'placing', %(claim_reason)s FROM ins WHERE %(claim)s
 ), att AS (
-    INSERT INTO attempts (order_id, number, idempotency_key)
-    SELECT id, 1, provider_key::text FROM ins WHERE %(claim)s
-    RETURNING id
+    INSERT INTO attempts (order_id, number, idempotency_key, sent_at)
+    SELECT id, 1, provider_key::text, CASE WHEN %(mark)s THEN clock_timestamp() END FROM ins WHERE %(claim)s
+    RETURNING id, sent_at IS NOT NULL AS marked
 )
 SELECT ins.*, true AS created, %(status)s AS from_status, (SELECT id FROM att) AS attempt_id,
-       false AS uncertain, NULL::timestamptz AS key_sent_at
+       coalesce((SELECT marked FROM att), false) AS marked, false AS uncertain, NULL::timestamptz AS key_sent_at
 FROM ins
 """
 
@@ -54,7 +55,10 @@ LIMIT 1
 """
 
 # Claim a due order for one placement: status -> placing with a lease, a new attempt row, one event. The claim
-# says whether the order is uncertain: an attempt not yet settled may have made it (its outcome was in_doubt).
+# says whether the order is uncertain: an attempt not yet settled may have made it (its outcome was in_doubt). With
+# %(mark)s nothing stands between the claim and the create request (no rate's turn, no token to ask for, a
+# connection to reuse): the new attempt is marked as sending by this statement, unless a lookup must come first
+# (%(lookup)s and the order uncertain); ``marked`` says which. The worker takes the mark back if it must connect.
 CLAIM = f"""
 WITH old AS (
     SELECT id, status FROM orders
@@ -68,23 +72,26 @@ WITH old AS (
     RETURNING o.id, o.provider, o.request, o.provider_key, o.attempt_count, o.claim_token, o.round_base,
               o.retry_round, o.notify IS NOT NULL AS notifies, o.key_sent_at, o.settled_through,
               old.status AS from_status
+), unc AS (
+    SELECT EXISTS (SELECT 1 FROM attempts a, upd WHERE a.order_id = upd.id AND a.outcome = 'in_doubt'
+                                                   AND a.number > upd.settled_through) AS uncertain
 ), ev AS (
     INSERT INTO order_events (order_id, from_status, to_status, reason)
     SELECT id, from_status, 'placing', %(reason)s || ' (attempt ' || attempt_count || ')' FROM upd
 ), att AS (
-    INSERT INTO attempts (order_id, number, idempotency_key)
-    SELECT id, attempt_count, provider_key::text FROM upd
-    RETURNING id
+    INSERT INTO attempts (order_id, number, idempotency_key, sent_at)
+    SELECT id, attempt_count, provider_key::text,
+           CASE WHEN %(mark)s AND NOT (%(lookup)s AND (SELECT uncertain FROM unc)) THEN clock_timestamp() END
+    FROM upd
+    RETURNING id, sent_at IS NOT NULL AS marked
 )
-SELECT upd.*, att.id AS attempt_id,
-       EXISTS (SELECT 1 FROM attempts a WHERE a.order_id = upd.id AND a.outcome = 'in_doubt'
-                                          AND a.number > upd.settled_through) AS uncertain
-FROM upd, att
+SELECT upd.*, att.id AS attempt_id, att.marked, unc.uncertain FROM upd, att, unc
 """
 
-# Once a create request's connection is open, before it is written: its attempt is marked as sending, fenced by the
-# claim (still this worker's, its lease not run out, the attempt not finished by a recovery). Nothing returned: the
-# worker must not send. A recovery that takes the claim at the same moment waits for this row, and reads the mark.
+# Once a create request's connection is open, before it is written (when the claim did not mark it): its attempt is
+# marked as sending, fenced by the claim (still this worker's, its lease not run out, the attempt not finished by a
+# recovery). Nothing returned: the worker must not send. A recovery that takes the claim at the same moment waits
+# for this row, and reads the mark.
 MARK_SENDING = """
 UPDATE attempts a SET sent_at = clock_timestamp()
 WHERE a.id = %(attempt_id)s AND a.finished_at IS NULL
@@ -92,8 +99,8 @@ WHERE a.id = %(attempt_id)s AND a.finished_at IS NULL
                                       AND o.lease_until > clock_timestamp())
 RETURNING a.id
 """
-# The create request was answered and made nothing (a 401), and another follows after a fresh token: until it goes,
-# nothing is being sent.
+# Nothing is being sent for now: the create request was answered and made nothing (a 401) and another follows after a
+# fresh token, or the request the claim marked must first wait for a connection to be made.
 UNMARK_SENDING = "UPDATE attempts SET sent_at = NULL WHERE id = %(attempt_id)s AND finished_at IS NULL RETURNING id"
 
 # An attempt's outcome under its claim (fenced by the claim's token). The attempt keeps the key its create request

@@ -32,6 +32,9 @@ class Unfenced:
     async def pace(self) -> None:
         return None
 
+    async def connecting(self) -> None:
+        return None
+
     async def connected(self) -> None:
         return None
 

@@ -217,17 +217,17 @@ def _take_in(rt: Runtime, job: Any, origin: Origin, *, claim: bool) -> Next:
                 received_at=now,
                 notify=valid.notify,
                 claim_lease=rt.settings.lease_seconds if admitted else None,
+                mark=admitted is not None and _nothing_to_wait_for(rt, valid.provider, admitted),
             )
     except BaseException:
         if admitted:
             _give_back(rt, valid.provider, admitted)
         raise
-    if admitted and not row["created"]:
-        _give_back(rt, valid.provider, admitted)
     if not row["created"]:
+        woken = _give_back(rt, valid.provider, admitted) if admitted else ()  # a job seen before: no call of its own
         conflict = row["request_hash"] != valid.fingerprint
         if conflict and origin.message_id is not None:  # a message: its record is the only answer it gets
-            return _conflict(rt, job, row, valid, origin)
+            return replace(_conflict(rt, job, row, valid, origin), provider=valid.provider, wake=woken)
         log.info(
             "job seen before (its key or message repeated; another body: %s)",
             conflict,
@@ -239,6 +239,7 @@ def _take_in(rt: Runtime, job: Any, origin: Origin, *, claim: bool) -> Next:
             place_now=row["status"] == Status.QUEUED and not conflict,
             provider=valid.provider,
             conflict=conflict,
+            wake=woken,
         )
     log.info("%s", reason, extra=order_fields(row["id"], valid.provider, status=status))
     if admitted:
@@ -332,7 +333,14 @@ def place(rt: Runtime, order_id: uuid.UUID | str, *, provider: str | None = None
     since = time.monotonic()
     try:
         with rt.db.connection() as conn:
-            claim = store.claim(conn, order_id, lease=rt.settings.lease_seconds, reason=reason)
+            claim = store.claim(
+                conn,
+                order_id,
+                lease=rt.settings.lease_seconds,
+                reason=reason,
+                mark=_nothing_to_wait_for(rt, provider, admitted),
+                lookup=providers.get(provider).LOOKUP,
+            )
     except BaseException:
         _give_back(rt, provider, admitted)
         raise
@@ -360,6 +368,15 @@ def _give_back(rt: Runtime, provider_id: str, admitted: Pass) -> tuple[uuid.UUID
     seat wakes."""
     rt.guard.cancel(provider_id)
     return _wake(rt, rt.limits.leave(provider_id, admitted.seat))
+
+
+def _nothing_to_wait_for(rt: Runtime, provider_id: str, admitted: Pass) -> bool:
+    """Whether the create request can follow the claim at once: the provider has no rate (a rate's turn is kept to
+    within the time of the mark's own write, on a connection of its own, not the claim's on the shared pool) and no
+    token is to be asked for. The claim's statement then marks the attempt as sending, and the usual order costs no
+    write of its own for it; should the request have to wait for a connection, the worker takes the mark back first
+    (``_Fence.connecting``)."""
+    return admitted.turn is None and rt.http.ready(provider_id)
 
 
 def _deferred(seconds: float, why: str) -> str:
@@ -468,7 +485,9 @@ def _after_call(
 
 def _call(rt: Runtime, provider: Any, claim: dict, admitted: Pass) -> tuple[Call, provider_http.Sending]:
     """The attempt's requests, on the process's loop, with the claim kept alive and fenced before each send."""
-    sending = provider_http.Sending(str(claim["provider_key"]), provider.KEY, uncertain=claim["uncertain"])
+    sending = provider_http.Sending(
+        str(claim["provider_key"]), provider.KEY, uncertain=claim["uncertain"], marked=claim.get("marked", False)
+    )
     order, unopened = open_fields(rt.vault, claim["request"], provider.CARD_FIELDS)
     if unopened:
         error = PermanentError("card data cannot be opened with the configured keys", details=sorted(unopened))
@@ -517,9 +536,10 @@ class _Fence:
     attempt's first one (a token grant, a lookup or the create) the turn the limits gave the order, each later one a
     fresh turn, or HeldBack when that is far (booked for the order, which is deferred to it, uncounted). Once a
     create request's connection is open, before a byte of it is written, the durable mark that it goes out now,
-    fenced by the claim, on a connection of its own (``Marks``). So a worker killed or frozen while it waits for a
-    token, a turn, a lookup or a connection leaves an attempt that recovery reads as "not sent", and a worker that
-    lost its claim while it waited does not send."""
+    fenced by the claim, on a connection of its own (``Marks``); or, where nothing stood between the claim and the
+    request, the claim's own mark, taken back while a connection is made. So a worker killed or frozen while it
+    waits for a token, a turn, a lookup or a connection leaves an attempt that recovery reads as "not sent", and a
+    worker that lost its claim while it waited does not send."""
 
     rt: Runtime
     provider_id: str
@@ -536,7 +556,16 @@ class _Fence:
             await self.rt.limits.pace(self.provider_id, str(self.claim["id"]))
 
     async def before(self) -> None:
+        if self.sending.marked:  # by the claim's own statement: its turn had come, no token was to be asked for
+            self.used = True
+            if time.monotonic() - self.claim["since"] >= self.rt.settings.lease_seconds / 2:
+                await self._mark()  # ... a while ago (a freeze): the claim is asked again before anything is sent
+            return
         await self.pace()
+
+    async def connecting(self) -> None:
+        if self.sending.marked:  # the request must wait for a connection: until it has one, nothing is being sent
+            await self.nothing_made()
 
     async def connected(self) -> None:
         if not self.sending.marked:

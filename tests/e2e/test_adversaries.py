@@ -264,27 +264,33 @@ def killed_while_waiting(t: Ctx) -> None:
         "rate turns": ([Status.PLACED], 12, 12),
         "a token grant": ([Status.PLACED], 1, 1),
     }
-    # a worker killed while it connects to the provider (one that is slow to accept): no byte was written
+    # a worker killed while it connects to the provider (one slow to accept): no byte was written. Whether its claim
+    # marked the attempt (a worker that has authenticated to Chaiz before: nothing left to wait for) or not
+    connects = {warm: killed_while_connecting(t, warm) for warm in (False, True)}
+    assert connects == {False: (False, Status.QUEUED, ["retryable"], 1), True: (True, Status.QUEUED, ["retryable"], 1)}
+
+
+def killed_while_connecting(t: Ctx, warm: bool) -> tuple:
+    """A Chaiz order placed by a process of its own, SIGKILLed while it connects; then recovered and placed here:
+    whether the claim marked it, the status recovery gave it, its attempts, the orders Chaiz holds."""
     t.sandbox.admin("reset", {})
     order = provider_order(t.sandbox, "chaiz")
     with slow_to_accept() as port:
         env = {**t.service_env, "ORDERRELAY_CHAIZ_BASE_URL": f"http://127.0.0.1:{port}/chaiz"}
         env["ORDERRELAY_HTTP_CONNECT_TIMEOUT"] = "60"
-        connecting = subprocess.Popen([sys.executable, "-c", PLACE_ONE, json.dumps(order)], env=env)
-        order_id = wait_until(
-            lambda: (r := t.db.execute("SELECT id FROM orders WHERE status = 'placing'").fetchone()) and r["id"],
-            30,
-            message="its claim, then the connect",
-        )
-        time.sleep(1.0)
+        argv = [sys.executable, "-c", PLACE_ONE, json.dumps(order), "warm" if warm else "cold"]
+        connecting = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+        marked = connecting.stdout.readline().strip() == "marked"  # it printed that once it had its claim
+        time.sleep(1.5)
         connecting.kill()
         connecting.wait()
+    order_id = t.db.execute("SELECT id FROM orders WHERE status = 'placing'").fetchone()["id"]
     time.sleep(t.runtime.settings.lease_seconds + 0.5)
     pipeline.sweep(t.runtime)
     recovered = store.get_order(t.db, order_id)
-    placed = pipeline.place(t.runtime, order_id)
-    assert (recovered["status"], [a["outcome"] for a in recovered["attempts"]]) == (Status.QUEUED, ["retryable"])
-    assert (placed.status, t.sandbox.orders("chaiz")["count"]) == (Status.PLACED, 1)
+    assert pipeline.place(t.runtime, order_id).status == Status.PLACED
+    outcomes = [a["outcome"] for a in recovered["attempts"]]
+    return marked, recovered["status"], outcomes, t.sandbox.orders("chaiz")["count"]
 
 
 # A worker of one order, in a process of its own: the order (JSON) taken in and placed, as a worker does.
@@ -294,7 +300,10 @@ from orderrelay.config.settings import get_settings
 from orderrelay.core import pipeline
 from orderrelay.worker.runtime import Runtime
 rt = Runtime(get_settings())
+if sys.argv[2] == "warm":
+    rt.http.authenticated.add("chaiz")  # as a worker that has placed a Chaiz order before (its token is static)
 step = pipeline.intake(rt, {"provider": "chaiz", "order": json.loads(sys.argv[1])}, claim=True)
+print("marked" if step.claim["marked"] else "unmarked", flush=True)
 pipeline.attempt(rt, step.claim)
 """
 

@@ -187,8 +187,10 @@ def test_an_adobe_success_naming_no_order_is_in_doubt_and_keeps_its_correlation_
     from orderrelay.providers.http import place
 
     class Gateway:
-        async def send(self, base_url, request, headers, connected=None):
-            await connected()  # its connection is open
+        authenticated: set[str] = set()  # noqa: RUF012 - the Http's record of providers authenticated to
+
+        async def send(self, base_url, request, headers, hooks=None):
+            await hooks.connected()  # its connection is open
             return Response(200, {}, body)
 
     async def no_auth(http, cfg, *, fresh):
@@ -197,7 +199,7 @@ def test_an_adobe_success_naming_no_order_is_in_doubt_and_keeps_its_correlation_
     async def nothing():
         return None
 
-    fence = SimpleNamespace(before=nothing, connected=nothing, pace=nothing, nothing_made=nothing)
+    fence = SimpleNamespace(before=nothing, connecting=nothing, connected=nothing, pace=nothing, nothing_made=nothing)
 
     provider = SimpleNamespace(**{k: getattr(adobe_vip, k) for k in dir(adobe_vip) if not k.startswith("_")})
     provider.authenticate = no_auth
